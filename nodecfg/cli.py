@@ -1,0 +1,238 @@
+"""Command line: `nodecfg diff | apply | render | validate`. One `main(argv) -> int`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import structlog
+
+from nodecfg import __version__
+from nodecfg.node.apply import NodePaths
+from nodecfg.node.fs import NodeError, atomic_write, make_dirs
+from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
+from nodecfg.plan import Action, file_diff, redact
+from nodecfg.render.errors import RenderError
+from nodecfg.spec.loader import SpecError
+
+EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
+DEFAULT_CONFIG = "/etc/nodecfg/registries.yaml"
+log = structlog.get_logger("nodecfg")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("input and node")
+    g.add_argument("--config", default=_env("NODECFG_CONFIG", DEFAULT_CONFIG), help="input file (env NODECFG_CONFIG; default %(default)s)")
+    g.add_argument("--root", default=_env("NODECFG_ROOT", "/"), help="where the host's / is mounted (env NODECFG_ROOT; default %(default)s)")
+    g.add_argument("--containerd-config", default="/etc/containerd/config.toml", help="containerd's config.toml, as a host path (default %(default)s)")
+    g.add_argument("--hosts-dir", default="/etc/containerd/certs.d", help="containerd's config_path for hosts.toml, as a host path (default %(default)s)")
+    g.add_argument("--state-dir", default=_env("NODECFG_STATE_DIR", "/var/lib/nodecfg"), help="nodecfg's state, as a host path (default %(default)s)")
+    g.add_argument("--containerd-version", default=_env("NODECFG_CONTAINERD_VERSION"), help="render for this containerd release (default: detected from the node)")
+    g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="nodecfg",
+        description="Render, diff and apply containerd registry configuration (hosts.toml, config.toml) from one registries.yaml.",
+    )
+    parser.add_argument("--version", action="version", version=f"nodecfg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("diff", parents=[common], help="show what apply would change (exit 0 in sync, 1 differs, 2 error)")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the diff (auto: on a terminal, unless NO_COLOR)")
+    p = sub.add_parser("apply", parents=[common], help="write the changes to the node")
+    p.add_argument("--restart", choices=["never"], default="never", help="restart containerd when config.toml changed: only 'never' so far (apply reports that a restart is required)")
+    p = sub.add_parser("render", parents=[common], help="write the files nodecfg would write into a directory instead of the node")
+    p.add_argument("--out", required=True, help="directory to write into (host paths below it)")
+    sub.add_parser("validate", parents=[common], help="check the input and what it refers to; change nothing")
+    return parser
+
+
+def _paths(args: argparse.Namespace) -> NodePaths:
+    return NodePaths(root=args.root, containerd_config=args.containerd_config, hosts_dir=args.hosts_dir, state_dir=args.state_dir)
+
+
+def _configure_logging(stream: TextIO) -> None:
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if stream.isatty() else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True), renderer],
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _use_color(choice: str, stream: TextIO) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def _colorize(text: str) -> str:
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(("+++", "---")):
+            out.append(f"\033[1m{line.rstrip(chr(10))}\033[0m\n")
+        elif line.startswith("+"):
+            out.append(f"\033[32m{line.rstrip(chr(10))}\033[0m\n")
+        elif line.startswith("-"):
+            out.append(f"\033[31m{line.rstrip(chr(10))}\033[0m\n")
+        elif line.startswith("@@"):
+            out.append(f"\033[36m{line.rstrip(chr(10))}\033[0m\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def _diffs(p: Prepared) -> list[dict[str, Any]]:
+    out = []
+    for op in p.plan.operations:
+        before = p.current.get(op.path)
+        out.append({
+            "action": op.action.value,
+            "path": op.path,
+            "class": op.change_class.value,
+            "kind": op.kind.value,
+            "keepOriginal": op.keep_original,
+            "diff": file_diff(op, before.content if before else None, p.rendered.secrets),
+        })
+    return out
+
+
+def _report(p: Prepared) -> dict[str, Any]:
+    return {
+        "target": {"containerd": str(p.rendered.target.version), "source": p.rendered.target.source.value},
+        "inSync": not p.plan.operations,
+        "restartRequired": p.plan.restart_required,
+        "summary": p.plan.summary(),
+        "warnings": [redact(w, p.rendered.secrets) for w in (*p.rendered.warnings, *p.plan.warnings)],
+        "operations": _diffs(p),
+    }
+
+
+def _print_warnings(p: Prepared, err: TextIO) -> None:
+    for w in (*p.rendered.warnings, *p.plan.warnings):
+        print(f"warning: {redact(w, p.rendered.secrets)}", file=err)
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Dry run: what would change, and whether containerd would need a restart."""
+    p = prepare(_paths(args), args.config, args.containerd_version)
+    report = _report(p)
+    if args.output == "json":
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    else:
+        _print_warnings(p, err)
+        print(f"# rendering for {p.rendered.target.describe()}", file=out)
+        color = _use_color(args.color, out)
+        for d in report["operations"]:
+            print(f"# {d['action']} {d['path']} ({d['class']})", file=out)
+            out.write(_colorize(d["diff"]) if color else d["diff"])
+        print(p.plan.summary(), file=out)
+    return EXIT_DIFFERS if p.plan.operations else EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Write the plan to the node; report whether a containerd restart is needed."""
+    paths = _paths(args)
+    recovered = recover_node(paths)
+    if recovered:
+        log.warning("recovered", what=recovered)
+    started = time.monotonic()
+    p = prepare(paths, args.config, args.containerd_version)
+    if args.output == "text":
+        _print_warnings(p, err)
+    if p.plan.operations:
+        apply(p)
+    duration = round(time.monotonic() - started, 4)
+    ops = [op.describe() for op in p.plan.operations]
+    log.info(
+        "apply",
+        changed=[f"{op.action.value}:{op.path}" for op in p.plan.operations],
+        hot=sum(op.change_class.value == "hot" for op in p.plan.operations),
+        cold=sum(op.change_class.value == "cold" for op in p.plan.operations),
+        restart_required=p.plan.restart_required,
+        restarted=False,
+        duration_s=duration,
+    )
+    if args.output == "json":
+        report = _report(p)
+        report["applied"] = True
+        report["restarted"] = False
+        json.dump(report, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    for line in ops:
+        print(line, file=out)
+    print(p.plan.summary(), file=out)
+    if p.plan.restart_required:
+        print(f"containerd was not restarted (--restart {args.restart}): restart it for {p.paths.containerd_config} to take effect", file=out)
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Write every desired file under --out (host paths below it), e.g. to review or bake an image."""
+    p = prepare(_paths(args), args.config, args.containerd_version)
+    _print_warnings(p, err)
+    for f in p.rendered.files:
+        real = os.path.join(os.path.abspath(args.out), f.path.lstrip("/"))
+        make_dirs(os.path.dirname(real), [])
+        atomic_write(real, f.content, f.mode if f.mode is not None else 0o644)
+        print(real, file=out)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Check the input, the files it names and the node's config.toml; change nothing."""
+    p = prepare(_paths(args), args.config, args.containerd_version)
+    if args.output == "json":
+        json.dump({"valid": True, "registries": sorted(p.config.registries), "warnings": _report(p)["warnings"]}, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    _print_warnings(p, err)
+    print(f"{args.config}: valid ({len(p.config.registries)} registries, {len(p.config.credentials)} credential sources; {p.rendered.target.describe()})", file=out)
+    return EXIT_OK
+
+
+COMMANDS = {"diff": cmd_diff, "apply": cmd_apply, "render": cmd_render, "validate": cmd_validate}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run nodecfg; return the exit code. Every error becomes a message and exit code 2."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    _configure_logging(err)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except SpecError as e:
+        print(f"error: {e.render()}", file=err)
+    except RenderError as e:
+        print("error: cannot render:", file=err)
+        for problem in e.problems:
+            print(f"  {problem}", file=err)
+    except NodeError as e:
+        # A failure while staging removes its temp files; one after the journal is written is
+        # finished by the next run, so the node never keeps a half-applied change.
+        print(f"error: {e}", file=err)
+        return EXIT_ERROR
+    except UnicodeDecodeError as e:
+        print(f"error: a node file is not UTF-8 text (byte {e.start})", file=err)
+    if args.command == "apply":
+        print("nothing was changed on the node", file=err)
+    return EXIT_ERROR
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Filesystem primitives: paths under a root, atomic writes, reads with context in errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+
+TMP_SUFFIX = ".nodecfg-tmp"
+MAX_HOPS = 40
+
+
+class NodeError(Exception):
+    """An I/O step failed; the message says which operation on which path, and why."""
+
+
+def host_path(root: str, path: str) -> str:
+    """Where host path `path` is, for a process that sees the host's root at `root`.
+
+    Symlinks are followed as the host would follow them, with `root` as `/`, so an absolute link
+    inside a mounted host root (e.g. /etc/containerd -> /opt/ctd) never escapes the mount, and a
+    symlinked config.toml is written through to its target instead of being replaced.
+    """
+    root = os.path.abspath(root)
+    pending = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > MAX_HOPS:
+                raise NodeError(f"resolve {path}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file's content and mode (content None: no file)."""
+
+    content: bytes | None
+    mode: int | None
+
+
+def read_file(real: str, limit: int = 16 * 1024 * 1024) -> FileInfo:
+    """Read a regular file; a missing file is FileInfo(None, None)."""
+    try:
+        with open(real, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NodeError(f"read {real}: not a regular file")
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        return FileInfo(None, None)
+    except OSError as e:
+        raise NodeError(f"read {real}: {e.strerror}") from None
+    if len(data) > limit:
+        raise NodeError(f"read {real}: larger than {limit} bytes")
+    return FileInfo(data, stat.S_IMODE(st.st_mode))
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or unlink in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(real: str) -> str:
+    """The temp file beside `real` that an atomic write goes through."""
+    d, name = os.path.split(real)
+    return os.path.join(d, f".{name}{TMP_SUFFIX}")
+
+
+def write_temp(real: str, content: bytes, mode: int) -> str:
+    """Write content to the temp file beside `real` (fsynced, final mode and owner); return it.
+
+    The owner of an existing file is kept: nodecfg runs as root and must not take files over.
+    """
+    tmp = temp_path(real)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        try:
+            os.fchmod(fd, mode)
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(real)
+                if os.geteuid() == 0:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+            view = memoryview(content)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise NodeError(f"write {real}: {e.strerror}") from None
+    return tmp
+
+
+def atomic_write(real: str, content: bytes, mode: int) -> None:
+    """Temp file in the same directory, fsync, rename, fsync the directory."""
+    tmp = write_temp(real, content, mode)
+    try:
+        os.replace(tmp, real)
+        fsync_dir(os.path.dirname(real))
+    except OSError as e:
+        raise NodeError(f"write {real}: {e.strerror}") from None
+
+
+def make_dirs(real_dir: str, created: list[str]) -> None:
+    """mkdir -p, recording each directory created (so it can be removed when empty again)."""
+    missing = []
+    d = real_dir
+    while not os.path.isdir(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise NodeError(f"mkdir {d}: {e.strerror}") from None
+        created.append(d)

@@ -1,0 +1,44 @@
+"""Read the input file and everything it refers to (I/O), producing values for the pure layers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from nodecfg.node.fs import NodeError, read_file
+from nodecfg.render.materials import Materials, referenced_files
+from nodecfg.spec.models import Config
+
+MAX_REFERENCED_BYTES = 1024 * 1024
+
+
+def read_input(path: str) -> bytes:
+    """The input file's bytes (a ConfigMap volume: follows kubelet's ..data symlinks)."""
+    info = read_file(path, limit=4 * 1024 * 1024)
+    if info.content is None:
+        raise NodeError(f"read {path}: no such file (set --config or NODECFG_CONFIG)")
+    return info.content
+
+
+def gather_materials(config: Config, config_path: str, env: Mapping[str, str] | None = None) -> Materials:
+    """Read every file the input names; paths relative to the input file's directory.
+
+    These paths are as this process sees them (a mounted Secret in a DaemonSet), not host paths.
+    """
+    base = os.path.dirname(os.path.abspath(config_path))
+    files: dict[str, bytes] = {}
+    unreadable: dict[str, str] = {}
+    for ref in referenced_files(config):
+        if ref.path in files or ref.path in unreadable:
+            continue
+        real = ref.path if os.path.isabs(ref.path) else os.path.join(base, ref.path)
+        try:
+            info = read_file(real, limit=MAX_REFERENCED_BYTES)
+        except NodeError as e:
+            unreadable[ref.path] = str(e).split(": ", 1)[-1]
+            continue
+        if info.content is None:
+            unreadable[ref.path] = "no such file"
+        else:
+            files[ref.path] = info.content
+    return Materials(files=files, unreadable=unreadable, env=dict(os.environ if env is None else env))

@@ -1,0 +1,77 @@
+"""One reconcile: read the node and the input, render and plan (pure), and apply if asked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nodecfg.node.apply import NodePaths, apply_plan, recover
+from nodecfg.node.containerd import detect_containerd
+from nodecfg.node.fs import read_file
+from nodecfg.node.inputs import gather_materials, read_input
+from nodecfg.node.state import State, load_state
+from nodecfg.plan import CurrentFile, Plan, make_plan
+from nodecfg.render import Layout, Rendered, render
+from nodecfg.spec.loader import load_config
+from nodecfg.spec.models import Config
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a diff or an apply needs, computed without changing the node."""
+
+    config: Config
+    rendered: Rendered
+    plan: Plan
+    current: Mapping[str, CurrentFile]
+    state: State
+    paths: NodePaths
+
+
+def _current(paths: NodePaths, host_paths: set[str]) -> dict[str, CurrentFile]:
+    out = {}
+    for p in sorted(host_paths):
+        info = read_file(paths.real(p))
+        out[p] = CurrentFile(info.content, info.mode)
+    return out
+
+
+def prepare(paths: NodePaths, config_path: str, containerd_version: str | None, env: Mapping[str, str] | None = None) -> Prepared:
+    """Read input and node, render and plan. Raises SpecError, RenderError or NodeError."""
+    config = load_config(read_input(config_path), config_path)
+    materials = gather_materials(config, config_path, env)
+    state = load_state(paths.real(paths.state_dir))
+    target = detect_containerd(paths.root, containerd_version)
+    config_info = read_file(paths.real(paths.containerd_config))
+    current_config = None if config_info.content is None else config_info.content.decode("utf-8", errors="strict")
+    rendered = render(
+        config,
+        materials,
+        layout=Layout(hosts_dir=paths.hosts_dir, containerd_config=paths.containerd_config),
+        target=target,
+        current_config=current_config,
+        state_legacy=state.legacy,
+        owned_auth_hosts=state.auth_hosts,
+    )
+    current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
+    real_hosts = paths.real(paths.hosts_dir)
+    entries = os.listdir(real_hosts) if os.path.isdir(real_hosts) else []
+    plan = make_plan(rendered, current, state.owned, entries)
+    return Prepared(config, rendered, plan, current, state, paths)
+
+
+def apply(prepared: Prepared) -> State:
+    """Write the plan to the node (journaled); returns the new state."""
+    return apply_plan(
+        prepared.plan,
+        prepared.paths,
+        prepared.state,
+        auth_hosts=prepared.rendered.config.auth_hosts,
+        legacy_json=prepared.rendered.config.legacy.to_json(),
+    )
+
+
+def recover_node(paths: NodePaths) -> str | None:
+    """Finish or clean up an interrupted apply before anything else reads the node."""
+    return recover(paths, [paths.hosts_dir, os.path.dirname(paths.containerd_config)])

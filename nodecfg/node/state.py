@@ -1,0 +1,92 @@
+"""nodecfg's own record on the node: what it owns, the originals it kept, the legacy it moved."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote
+
+from nodecfg.node.fs import NodeError, atomic_write, read_file
+from nodecfg.render.legacy import Legacy
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Original:
+    """A file as it was before nodecfg first changed it (backup None: it did not exist)."""
+
+    backup: str | None
+    mode: int | None
+
+
+@dataclass(frozen=True)
+class State:
+    """Contents of `<state dir>/state.json` (host paths throughout)."""
+
+    owned: dict[str, str] = field(default_factory=dict)
+    dirs: tuple[str, ...] = ()
+    auth_hosts: frozenset[str] = frozenset()
+    legacy: Legacy = field(default_factory=Legacy)
+    originals: dict[str, Original] = field(default_factory=dict)
+    last_apply: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for state.json."""
+        return {
+            "version": STATE_VERSION,
+            "owned": dict(sorted(self.owned.items())),
+            "dirs": sorted(self.dirs),
+            "authHosts": sorted(self.auth_hosts),
+            "legacy": self.legacy.to_json(),
+            "originals": {p: {"backup": o.backup, "mode": o.mode} for p, o in sorted(self.originals.items())},
+            "lastApply": self.last_apply,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        """Inverse of to_json."""
+        return cls(
+            owned={str(k): str(v) for k, v in data.get("owned", {}).items()},
+            dirs=tuple(data.get("dirs", ())),
+            auth_hosts=frozenset(data.get("authHosts", ())),
+            legacy=Legacy.from_json(data.get("legacy") or {}),
+            originals={str(p): Original(o.get("backup"), o.get("mode")) for p, o in data.get("originals", {}).items()},
+            last_apply=dict(data.get("lastApply") or {}),
+        )
+
+    def with_changes(self, **kw: Any) -> State:
+        """A copy with some fields replaced."""
+        return replace(self, **kw)
+
+
+def backup_name(host_path: str) -> str:
+    """File name under originals/ for a host path."""
+    return quote(host_path, safe="")
+
+
+def load_state(real_state_dir: str) -> State:
+    """Read state.json; an absent file is an empty state."""
+    info = read_file(os.path.join(real_state_dir, "state.json"))
+    if info.content is None:
+        return State()
+    try:
+        data = json.loads(info.content)
+    except json.JSONDecodeError as e:
+        raise NodeError(f"read {real_state_dir}/state.json: not valid JSON ({e}); move it away to start over") from None
+    if data.get("version") != STATE_VERSION:
+        raise NodeError(f"read {real_state_dir}/state.json: unknown state version {data.get('version')!r}")
+    return State.from_json(data)
+
+
+def save_state(real_state_dir: str, state: State) -> None:
+    """Write state.json atomically (0600: it names credential hosts, never credentials)."""
+    os.makedirs(real_state_dir, mode=0o700, exist_ok=True)
+    atomic_write(os.path.join(real_state_dir, "state.json"), state_bytes(state), 0o600)
+
+
+def state_bytes(state: State) -> bytes:
+    """state.json content."""
+    return (json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n").encode()

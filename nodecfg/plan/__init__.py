@@ -1,0 +1,198 @@
+"""Plan (pure): current files + desired files -> ordered operations, change class, redacted diff."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from nodecfg.render import Rendered
+from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.hosts import is_owned_hosts_toml
+
+
+class ChangeClass(str, Enum):
+    """HOT: containerd re-reads it on the next pull. COLD: needs a containerd restart."""
+
+    HOT = "hot"
+    COLD = "cold"
+
+
+class Action(str, Enum):
+    """What an operation does to one file."""
+
+    WRITE = "write"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class CurrentFile:
+    """A file as it is on the node now (content None: it does not exist)."""
+
+    content: bytes | None
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One step of an apply, on the host path `path`."""
+
+    action: Action
+    path: str
+    change_class: ChangeClass
+    kind: FileKind
+    content: bytes | None = None
+    mode: int | None = None
+    keep_original: bool = False  # the node has a file here nodecfg did not write: keep a copy
+
+    def describe(self) -> str:
+        """`write /etc/containerd/certs.d/docker.io/hosts.toml (hot)`."""
+        extra = ", original kept" if self.keep_original else ""
+        return f"{self.action.value} {self.path} ({self.change_class.value}{extra})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ordered operations and the state nodecfg will own after them."""
+
+    operations: tuple[Operation, ...]
+    owned: Mapping[str, str]  # host path -> sha256 of content, for files nodecfg wrote
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def restart_required(self) -> bool:
+        """True when a cold file changes: containerd reads config.toml only at start."""
+        return any(op.change_class is ChangeClass.COLD for op in self.operations)
+
+    def summary(self) -> str:
+        """One line: what changes, which class, and whether containerd must restart."""
+        if not self.operations:
+            return "in sync: nothing to change"
+        writes = sum(op.action is Action.WRITE for op in self.operations)
+        deletes = len(self.operations) - writes
+        hot = sum(op.change_class is ChangeClass.HOT for op in self.operations)
+        cold = len(self.operations) - hot
+        restart = "yes" if self.restart_required else "no"
+        return f"{writes} to write, {deletes} to delete ({hot} hot, {cold} cold); containerd restart required: {restart}"
+
+
+CHANGE_CLASS = {
+    FileKind.HOSTS: ChangeClass.HOT,
+    FileKind.CA: ChangeClass.HOT,
+    FileKind.CLIENT_CERT: ChangeClass.HOT,
+    FileKind.CLIENT_KEY: ChangeClass.HOT,
+    FileKind.CONTAINERD_CONFIG: ChangeClass.COLD,
+}
+# Write order: what a hosts.toml points at exists before the hosts.toml that names it
+# (containerd fails a pull when a referenced CA is missing), and config.toml comes last.
+_WRITE_ORDER = {FileKind.CA: 0, FileKind.CLIENT_CERT: 0, FileKind.CLIENT_KEY: 0, FileKind.HOSTS: 1, FileKind.CONTAINERD_CONFIG: 2}
+
+
+def sha256(data: bytes) -> str:
+    """Hex digest used to record what nodecfg wrote."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kind_of_path(path: str) -> FileKind:
+    name = posixpath.basename(path)
+    if name == "hosts.toml":
+        return FileKind.HOSTS
+    if name.endswith(".key") or name.endswith("client.pem"):
+        return FileKind.CLIENT_KEY
+    return FileKind.CA if name.endswith("ca.pem") else FileKind.CLIENT_CERT
+
+
+def make_plan(
+    rendered: Rendered,
+    current: Mapping[str, CurrentFile],
+    owned: Mapping[str, str],
+    hosts_dir_entries: Iterable[str] = (),
+) -> Plan:
+    """Operations that turn `current` into `rendered`.
+
+    `current` holds every desired path and every owned path; `owned` is what nodecfg wrote before;
+    `hosts_dir_entries` are the directory names under the hosts dir (for shadowing warnings).
+    """
+    writes: list[Operation] = []
+    warnings: list[str] = []
+    new_owned: dict[str, str] = {}
+    desired_paths = {f.path for f in rendered.files}
+    for f in sorted(rendered.files, key=lambda f: (_WRITE_ORDER[f.kind], f.path)):
+        cur = current.get(f.path, CurrentFile(None))
+        mode = f.mode if f.mode is not None else (cur.mode if cur.mode is not None else 0o644)
+        if f.kind is not FileKind.CONTAINERD_CONFIG:
+            new_owned[f.path] = sha256(f.content)
+        if cur.content == f.content and cur.mode == mode:
+            continue
+        foreign = cur.content is not None and f.path not in owned
+        if foreign and f.kind is FileKind.HOSTS and not is_owned_hosts_toml(cur.content or b""):
+            warnings.append(f"{f.path}: exists and was not written by nodecfg: it is replaced, the original kept in the state dir")
+        writes.append(Operation(Action.WRITE, f.path, CHANGE_CLASS[f.kind], f.kind, f.content, mode, keep_original=foreign or f.kind is FileKind.CONTAINERD_CONFIG))
+    deletes: list[Operation] = []
+    # Stale files nodecfg wrote: hosts.toml first (so nothing points at a missing cert), then certs.
+    stale = [p for p in owned if p not in desired_paths and current.get(p, CurrentFile(None)).content is not None]
+    for path in sorted(stale, key=lambda p: (_kind_of_path(p) is not FileKind.HOSTS, p)):
+        kind = _kind_of_path(path)
+        deletes.append(Operation(Action.DELETE, path, CHANGE_CLASS[kind], kind))
+    names = set(hosts_dir_entries)
+    for f in rendered.files:
+        if f.kind is FileKind.HOSTS:
+            dirname = posixpath.basename(posixpath.dirname(f.path))
+            if ":" in dirname and not dirname.endswith("]"):
+                head, _, port = dirname.rpartition(":")
+                if f"{head}_{port}_" in names:
+                    warnings.append(f"{posixpath.dirname(f.path)}: containerd reads {head}_{port}_/ first, which exists and shadows this directory")
+    return Plan(tuple(writes + deletes), new_owned, tuple(warnings))
+
+
+# ---- diffs, with secrets redacted -------------------------------------------------------------
+
+REDACTED = "<redacted>"
+_SECRET_KEY_RE = re.compile(
+    r"""(?P<key>(?:^|[\s,{])(?:["']?)(?:password|auth|identitytoken|identity_token|registrytoken|token)(?:["']?)\s*=\s*)(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|\{[^}]*\}|[^\s,}]+)""",
+    re.IGNORECASE,
+)
+_SECRET_HEADER_RE = re.compile(
+    r"""^(?P<key>\s*["']?(?:authorization|proxy-authorization|cookie|x-api-key|x-auth-token)["']?\s*=\s*).*$""",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Hide credential values in TOML text: by key name, by header name, and every known secret."""
+    out_lines = []
+    for line in text.splitlines(keepends=True):
+        line = _SECRET_KEY_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', line)
+        line = _SECRET_HEADER_RE.sub(lambda m: f'{m.group("key")}["{REDACTED}"]', line.rstrip("\n")) + ("\n" if line.endswith("\n") else "")
+        out_lines.append(line)
+    out = "".join(out_lines)
+    for s in sorted(secrets, key=len, reverse=True):
+        out = out.replace(s, REDACTED)
+    return out
+
+
+def _text(data: bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def file_diff(op: Operation, before: bytes | None, secrets: Iterable[str]) -> str:
+    """Unified diff of one operation, secrets redacted; key files only say that they change."""
+    label_a = op.path if before is not None else "/dev/null"
+    label_b = op.path if op.action is Action.WRITE else "/dev/null"
+    if op.kind is FileKind.CLIENT_KEY:
+        what = "created" if before is None else ("deleted" if op.action is Action.DELETE else "changed")
+        return f"--- {label_a}\n+++ {label_b}\n(private key file {what}; content not shown)\n"
+    after = op.content if op.action is Action.WRITE else None
+    a, b = redact(_text(before), secrets), redact(_text(after), secrets)
+    lines = list(difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True), label_a, label_b))
+    if not lines:
+        if before == after:
+            return f"--- {label_a}\n+++ {label_b}\n(mode changes to {oct(op.mode or 0)})\n"
+        return f"--- {label_a}\n+++ {label_b}\n(a secret value changes; not shown)\n"
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)

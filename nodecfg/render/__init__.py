@@ -1,0 +1,157 @@
+"""Render (pure): the input plus what it refers to -> the files nodecfg wants on the node."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from nodecfg.render.containerd_config import ConfigEdit, edit_containerd_config, effective_target
+from nodecfg.render.credentials import resolve_credentials
+from nodecfg.render.errors import RenderError
+from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.hosts import render_hosts
+from nodecfg.render.legacy import Legacy, endpoint_to_mirror
+from nodecfg.render.materials import Materials
+from nodecfg.spec import names
+from nodecfg.spec.models import Config, Registry
+from nodecfg.spec.versions import ContainerdTarget, supports_default_namespace, VersionSource
+
+__all__ = ["Layout", "Rendered", "RenderError", "render"]
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where containerd's files are, as containerd sees them on the host."""
+
+    hosts_dir: str = "/etc/containerd/certs.d"
+    containerd_config: str = "/etc/containerd/config.toml"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything nodecfg wants on the node, and what it learned rendering it."""
+
+    files: tuple[DesiredFile, ...]
+    config: ConfigEdit
+    target: ContainerdTarget
+    warnings: tuple[str, ...]
+    secrets: frozenset[str]
+
+
+def _legacy_registries(legacy: Legacy, where: str, problems: list[str], warnings: list[str]) -> dict[str, Registry]:
+    out: dict[str, Registry] = {}
+    for key, endpoints in sorted(legacy.mirrors.items()):
+        loc = f"{where}: mirrors.{key!r}"
+        try:
+            names.check_registry_key(key)
+        except names.NameError_ as e:
+            warnings.append(f"{loc}: dropped, containerd never used it: {e}")
+            continue
+        upstream = None if key == names.WILDCARD else names.default_upstream(key)
+        mirrors: list[dict[str, object]] = []
+        plain = False
+        for endpoint in endpoints:
+            url, override = endpoint_to_mirror(endpoint)
+            if upstream is not None and url.split("://", 1)[1].split("/", 1)[0] == upstream:
+                plain = url.startswith("http://")
+                if endpoint != endpoints[-1]:
+                    warnings.append(f"{loc}: endpoints after the registry itself ({endpoint}) are tried before it now")
+                continue
+            mirrors.append({"url": url, "overridePath": override})
+        try:
+            out[key] = Registry.model_validate({"mirrors": mirrors, "plainHTTP": plain})
+        except ValidationError as e:
+            problems.append(f"{loc}: cannot be moved to hosts.toml: {e.errors()[0]['msg']}")
+    return out
+
+
+def _secrets(config: Config, auth_secrets: list[str]) -> frozenset[str]:
+    out = {s for s in auth_secrets if len(s) >= 3}
+    for reg in config.registries.values():
+        for ep in (reg, *reg.mirrors):
+            for name, values in ep.headers.items():
+                if name.lower() in _SECRET_HEADERS:
+                    out.update(v for v in values if len(v) >= 3)
+    return frozenset(out)
+
+
+def render(
+    config: Config,
+    materials: Materials,
+    *,
+    layout: Layout,
+    target: ContainerdTarget,
+    current_config: str | None,
+    state_legacy: Legacy,
+    owned_auth_hosts: frozenset[str],
+) -> Rendered:
+    """Render hosts.toml files, cert files and the edited config.toml; RenderError lists problems."""
+    where = layout.containerd_config
+    target = effective_target(target, current_config or "")
+    problems: list[str] = []
+    warnings: list[str] = []
+    auths, cred_problems, cred_warnings = resolve_credentials(config, materials)
+    problems += cred_problems
+    warnings += cred_warnings
+    try:
+        edit = edit_containerd_config(
+            current_config or "",
+            where=where,
+            hosts_dir=layout.hosts_dir,
+            auths={h: a.auth for h, a in auths.items()},
+            owned_auth_hosts=owned_auth_hosts,
+            target=target.version,
+        )
+    except RenderError as e:
+        raise RenderError(problems + e.problems) from None
+    warnings += edit.warnings
+    legacy = state_legacy.merged(edit.legacy)
+    if edit.legacy:
+        warnings.append(f"{where}: legacy registry settings moved to hosts.toml ({', '.join([*edit.legacy.mirrors, *edit.legacy.tls])}): containerd refuses them next to config_path")
+
+    registries: dict[str, Registry] = {}
+    for key, reg in _legacy_registries(legacy, where, problems, warnings).items():
+        if key in config.registries:
+            warnings.append(f"{where}: legacy mirrors for {key} are replaced by registries.{key!r} of the input")
+        else:
+            registries[key] = reg
+    registries.update(config.registries)
+    mirror_hosts = {m.authority() for r in registries.values() for m in r.mirrors}
+    for host in sorted(legacy.tls):
+        if host not in registries and host not in mirror_hosts:
+            registries[host] = Registry()
+
+    wildcard = registries.get(names.WILDCARD)
+    if wildcard is not None:
+        if target.source is not VersionSource.ASSUMED and not supports_default_namespace(target.version):
+            warnings.append(f"registries.'*': {target.describe()} does not read _default (needs 1.6.17 or 1.7.0)")
+        if wildcard.mirrors:
+            for key in sorted(k for k in registries if k != names.WILDCARD):
+                warnings.append(
+                    f"registries.{key!r}: has its own entry, so the mirrors of '*' do not apply to it "
+                    "(containerd reads one hosts directory per registry)"
+                )
+    try:
+        files, hosts_warnings, _ = render_hosts(
+            registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
+        )
+    except RenderError as e:
+        problems += e.problems
+        files, hosts_warnings = [], []
+    warnings += hosts_warnings
+    if problems:
+        raise RenderError(problems)
+    config_file = DesiredFile(
+        layout.containerd_config, edit.text.encode(), 0o600 if edit.holds_credentials else None, FileKind.CONTAINERD_CONFIG
+    )
+    secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()])
+    edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
+    return Rendered((*files, config_file), edit, target, tuple(warnings), secrets)
+
+
+def registries_of(rendered: Rendered) -> Mapping[str, str]:
+    """Hosts directory of each rendered hosts.toml (for summaries)."""
+    return {f.path: f.path.rsplit("/", 2)[-2] for f in rendered.files if f.kind is FileKind.HOSTS}

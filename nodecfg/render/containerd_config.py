@@ -1,0 +1,301 @@
+"""Edit the registry part of containerd's config.toml, keeping everything else byte for byte.
+
+Pure: text in, text out. Each change is an operation (set a value / delete a key at a path) applied
+twice: to a tomlkit document, which keeps comments and layout, and to the plain `tomllib` parse of
+the original. The two results must be equal, so a layout quirk of tomlkit can never produce a
+config that means something other than intended.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.container import Container
+from tomlkit.items import InlineTable, Table
+
+from nodecfg.render.credentials import Auth
+from nodecfg.render.errors import RenderError
+from nodecfg.render.legacy import Legacy, extract_legacy
+from nodecfg.spec import versions
+from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
+
+V1_TABLE = ("plugins", "cri", "registry")
+V1_LONG_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
+V2_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
+V3_TABLE = ("plugins", "io.containerd.cri.v1.images", "registry")
+Path = tuple[str, ...]
+_DELETE = object()
+
+
+@dataclass(frozen=True)
+class ConfigEdit:
+    """The edited config.toml and what was learned on the way."""
+
+    text: str
+    registry_table: Path
+    holds_credentials: bool
+    legacy: Legacy
+    auth_hosts: frozenset[str]
+    warnings: tuple[str, ...]
+
+
+def _loc(path: Path) -> str:
+    return ".".join(p if p.replace("_", "").isalnum() else f'"{p}"' for p in path)
+
+
+def parse_plain(text: str, where: str) -> dict[str, Any]:
+    """Parse config.toml with tomllib, as a RenderError naming the file and line on failure."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RenderError([f"{where}: not valid TOML, containerd would refuse it: {e}"]) from None
+
+
+def config_version(plain: Mapping[str, Any]) -> int:
+    """The file's `version` (1 when absent, as containerd reads it)."""
+    v = plain.get("version", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
+def effective_target(target: ContainerdTarget, text: str) -> ContainerdTarget:
+    """A version 3 config.toml means containerd >= 2.0; use that when the version was only assumed."""
+    if target.source is VersionSource.ASSUMED and text.strip():
+        try:
+            plain = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return target
+        if config_version(plain) >= 3 and target.version < versions.CONFIG_V3:
+            return ContainerdTarget(versions.CONFIG_V3, VersionSource.ASSUMED)
+    return target
+
+
+def _get(tree: Any, path: Path) -> Any:
+    cur = tree
+    for p in path:
+        if not isinstance(cur, Mapping) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
+    """Which table containerd reads registry settings from, for this file and release.
+
+    Decided by the `version` line and the release, as containerd decides (reference 2.1, 2.5):
+    version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
+    `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
+    Tables of another schema that hold registry settings are dead config: warn about them.
+    """
+    version = config_version(plain)
+    warnings: list[str] = []
+    if version >= 3:
+        if target < versions.CONFIG_V3:
+            raise RenderError([
+                f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
+                f"containerd {target}: its registry settings would be ignored (pass the right "
+                "--containerd-version, or convert the file to version = 2)"
+            ])
+        chosen = V3_TABLE
+    elif version == 2:
+        chosen = V2_TABLE
+    else:
+        chosen = V1_TABLE if _get(plain, V1_TABLE[:2]) is not None or _get(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
+        warnings.append(f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {_loc(chosen)}")
+    for other in (V1_TABLE, V2_TABLE, V3_TABLE):
+        if other != chosen and _get(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
+            warnings.append(
+                f"{where}: [{_loc(other)}] is not read for a version = {version} file by containerd "
+                f"{target}; nodecfg writes [{_loc(chosen)}] and leaves it as it is"
+            )
+    return chosen, warnings
+
+
+def _auth_value(auth: Auth) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if auth.username is not None:
+        out["username"] = auth.username
+    if auth.password is not None:
+        out["password"] = auth.password.reveal()
+    if auth.identitytoken is not None:
+        out["identitytoken"] = auth.identitytoken.reveal()
+    return out
+
+
+def _plain_apply(tree: dict[str, Any], path: Path, value: Any) -> None:
+    cur = tree
+    for p in path[:-1]:
+        if p not in cur:
+            if value is _DELETE:
+                return
+            cur[p] = {}
+        cur = cur[p]
+    if value is _DELETE:
+        cur.pop(path[-1], None)
+    else:
+        cur[path[-1]] = copy.deepcopy(value)
+
+
+def _tk_container(value: dict[str, Any], inline: bool) -> Any:
+    t: Any = tomlkit.inline_table() if inline else tomlkit.table()
+    for k, v in value.items():
+        t[k] = v
+    if not inline:
+        t.add(tomlkit.nl())  # a blank line before whatever table follows
+    return t
+
+
+def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, *, inline_below: int | None = None) -> None:
+    """Apply one operation to the tomlkit document.
+
+    `inline_below`: containers created deeper than this many path elements are inline tables
+    (the fallback for files that use dotted keys, where tomlkit misplaces new [tables]).
+    """
+    cur: Any = doc
+    for i, p in enumerate(path[:-1]):
+        if p not in cur:
+            if value is _DELETE:
+                return
+            inline = isinstance(cur, InlineTable) or (inline_below is not None and i >= inline_below)
+            # Only the direct parent of a scalar needs a [header] of its own; every other table
+            # created on the way is a super-table, so no empty headers appear.
+            holds_scalar = i == len(path) - 2 and not isinstance(value, dict)
+            new: Any = tomlkit.inline_table() if inline else tomlkit.table(is_super_table=not holds_scalar)
+            cur[p] = new
+        cur = cur[p]
+    key = path[-1]
+    if value is _DELETE:
+        if key in cur:
+            del cur[key]
+        return
+    if isinstance(value, dict):
+        cur[key] = _tk_container(value, isinstance(cur, InlineTable) or inline_below is not None)
+    else:
+        cur[key] = value
+
+
+def _is_empty(tree: Any, path: Path) -> bool:
+    v = _get(tree, path)
+    return isinstance(v, Mapping) and len(v) == 0
+
+
+def _config_path_value(current: Any, hosts_dir: str, target: ContainerdVersion, where: str, warnings: list[str]) -> str:
+    if not isinstance(current, str) or not current.strip():
+        return hosts_dir
+    roots = [r for r in current.split(":") if r]
+    if roots == [hosts_dir]:
+        return current
+    if hosts_dir in roots:
+        warnings.append(
+            f"{where}: config_path {current!r} is a list; kept as it is. containerd >= 2.1 treats a "
+            "list as one directory when pulling through the transfer service (containerd#12415)"
+        )
+        return current
+    if target < versions.DIAL_TIMEOUT:
+        warnings.append(f"{where}: config_path {current!r} does not hold {hosts_dir!r}: it goes first, the rest is kept")
+        return ":".join([hosts_dir, *roots])
+    warnings.append(
+        f"{where}: config_path {current!r} replaced by {hosts_dir!r}: containerd >= 2.1 mishandles "
+        "a list (containerd#12415); move hosts.toml files from the old directories into it"
+    )
+    return hosts_dir
+
+
+def minimal_config(target: ContainerdVersion) -> str:
+    """A config.toml for a node that has none: containerd's defaults apply to everything else."""
+    version = 3 if target >= versions.CONFIG_V3 else 2
+    return (
+        "# Written by nodecfg: the node had no config.toml. containerd's defaults apply to\n"
+        "# everything not set here.\n"
+        f"version = {version}\n"
+    )
+
+
+def edit_containerd_config(
+    text: str,
+    *,
+    where: str,
+    hosts_dir: str,
+    auths: Mapping[str, Auth],
+    owned_auth_hosts: frozenset[str],
+    target: ContainerdVersion,
+) -> ConfigEdit:
+    """Set config_path and auth entries; move legacy mirrors/tls out. Raise RenderError if unsafe."""
+    if not text.strip():
+        text = minimal_config(target) if not text else text + minimal_config(target)
+    plain = parse_plain(text, where)
+    try:
+        tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        raise RenderError([f"{where}: not valid TOML: {e}"]) from None
+    table, warnings = registry_table(plain, target, where)
+    registry = _get(plain, table)
+    if registry is not None and not isinstance(registry, Mapping):
+        raise RenderError([f"{where}: {_loc(table)} must be a table"])
+    registry = registry or {}
+    legacy, problems = extract_legacy(registry, f"{where}: {_loc(table)}")
+    if problems:
+        raise RenderError(problems)
+
+    ops: list[tuple[Path, Any]] = []
+    if registry.get("mirrors"):
+        ops.append(((*table, "mirrors"), _DELETE))
+    configs = registry.get("configs") or {}
+    for host in sorted(legacy.tls):
+        ops.append(((*table, "configs", host, "tls"), _DELETE))
+    ops.append(((*table, "config_path"), _config_path_value(registry.get("config_path"), hosts_dir, target, where, warnings)))
+    for host in sorted(owned_auth_hosts - set(auths)):
+        ops.append(((*table, "configs", host, "auth"), _DELETE))
+    for host in sorted(auths):
+        value = _auth_value(auths[host])
+        existing = _get(configs, (host, "auth"))
+        if existing == value:
+            continue
+        if existing is not None and host not in owned_auth_hosts:
+            warnings.append(f"{where}: replacing credentials for {host} that nodecfg did not write (the original file is kept)")
+        ops.append(((*table, "configs", host, "auth"), value))
+
+    expected = copy.deepcopy(plain)
+    effective: list[tuple[Path, Any]] = []
+    for path, value in ops:
+        before = _get(expected, path)
+        if (value is _DELETE and before is None) or (value is not _DELETE and before == value):
+            continue
+        effective.append((path, value))
+        _plain_apply(expected, path, value)
+        # A host entry left with nothing in it is removed too: it would be an empty table.
+        if value is _DELETE and path[-1] in ("auth", "tls") and _is_empty(expected, path[:-1]):
+            effective.append((path[:-1], _DELETE))
+            _plain_apply(expected, path[:-1], _DELETE)
+    if not effective:
+        out = text
+    else:
+        # First as [tables]; if that does not mean exactly what was intended (a file written with
+        # dotted keys), again with new values as inline tables below the registry table.
+        for inline_below in (None, len(table) - 1):
+            doc = tomlkit.parse(text)
+            for path, value in effective:
+                _tk_apply(doc, path, value, inline_below=inline_below)
+            out = doc.as_string()
+            if not out.endswith("\n"):
+                out += "\n"
+            try:
+                if tomllib.loads(out) == expected:
+                    break
+            except tomllib.TOMLDecodeError:
+                pass
+        else:
+            raise RenderError([
+                f"{where}: nodecfg could not edit this file without changing other settings (a "
+                "layout it does not handle); nothing was written. Please report the file's layout."
+            ])
+    result = expected
+    final_registry = _get(result, table) or {}
+    final_configs = final_registry.get("configs") or {}
+    holds = any(isinstance(v, Mapping) and v.get("auth") for v in final_configs.values()) or bool(final_registry.get("auths"))
+    return ConfigEdit(out, table, holds, legacy, frozenset(auths), tuple(warnings))

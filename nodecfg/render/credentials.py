@@ -1,0 +1,185 @@
+"""Turn `credentials:` plus the files and environment they name into config.toml auth entries."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from nodecfg.render.materials import Materials, Secret
+from nodecfg.spec import names
+from nodecfg.spec.models import ENV_REF_RE, Config, Credential
+
+
+@dataclass(frozen=True)
+class Auth:
+    """containerd's `configs."<host>".auth` fields (same meaning as in a docker config.json)."""
+
+    username: str | None = None
+    password: Secret | None = None
+    identitytoken: Secret | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret string this entry carries, including its base64 `auth` form."""
+        out = [s.reveal() for s in (self.password, self.identitytoken) if s is not None]
+        if self.username is not None and self.password is not None:
+            out.append(base64.b64encode(f"{self.username}:{self.password.reveal()}".encode()).decode())
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedAuth:
+    """An auth entry and where in the input it came from (for messages)."""
+
+    auth: Auth
+    origin: str
+
+
+def _text_file(materials: Materials, path: str, where: str, problems: list[str]) -> str | None:
+    if path in materials.unreadable:
+        problems.append(f"{where}: cannot read {path!r}: {materials.unreadable[path]}")
+        return None
+    data = materials.files.get(path)
+    if data is None:
+        problems.append(f"{where}: cannot read {path!r}: not found")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{where}: {path!r} is not UTF-8 text")
+        return None
+    # Secrets created with `kubectl create secret --from-file` or `echo` end in one newline that is
+    # not part of the secret; docker login --password-stdin drops it the same way.
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _expand(value: str, materials: Materials, where: str, problems: list[str]) -> str | None:
+    m = ENV_REF_RE.match(value)
+    if m is None:
+        return value
+    name = m.group(1)
+    if name not in materials.env:
+        problems.append(f"{where}: environment variable {name} is not set")
+        return None
+    return materials.env[name]
+
+
+def registry_from_docker_key(key: str) -> str:
+    """`https://index.docker.io/v1/` -> `registry-1.docker.io`; `host:5000/path` -> `host:5000`."""
+    k = key.strip()
+    netloc = urlsplit(k).netloc if "://" in k else k.split("/", 1)[0]
+    if netloc in names.DOCKER_HUB_ALIASES or netloc == names.DOCKER_HUB:
+        return names.DOCKER_HUB_API_HOST
+    return netloc
+
+
+def _docker_config_entries(text: str, where: str, problems: list[str]) -> dict[str, Auth]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        problems.append(f"{where}: not valid JSON (line {e.lineno}, column {e.colno})")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a JSON object with an `auths` map")
+        return {}
+    # `.dockerconfigjson` nests entries under "auths"; the older `.dockercfg` does not.
+    auths = data.get("auths", data if "auths" not in data and "credsStore" not in data else {})
+    if not isinstance(auths, dict):
+        problems.append(f"{where}: `auths` must be a JSON object")
+        return {}
+    out: dict[str, Auth] = {}
+    for key, entry in auths.items():
+        loc = f"{where}: auths[{key!r}]"
+        host = registry_from_docker_key(key)
+        try:
+            names.check_host_port(host)
+        except names.NameError_ as e:
+            problems.append(f"{loc}: registry {host!r}: {e}")
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"{loc}: must be a JSON object")
+            continue
+        user, password = entry.get("username"), entry.get("password")
+        token = entry.get("identitytoken") or entry.get("identityToken")
+        encoded = entry.get("auth")
+        if not (isinstance(user, str) and user and isinstance(password, str)) and isinstance(encoded, str) and encoded:
+            try:
+                padded = encoded.strip() + "=" * (-len(encoded.strip()) % 4)
+                decoded = base64.b64decode(padded, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                problems.append(f"{loc}: `auth` is not base64 of user:password")
+                continue
+            if ":" not in decoded:
+                problems.append(f"{loc}: `auth` is not base64 of user:password")
+                continue
+            user, password = decoded.split(":", 1)
+        if isinstance(token, str) and token:
+            out[host] = Auth(username=user if isinstance(user, str) and user else None, identitytoken=Secret(token))
+        elif isinstance(user, str) and user and isinstance(password, str):
+            out[host] = Auth(username=user, password=Secret(password))
+        else:
+            problems.append(f"{loc}: has no username/password, auth or identitytoken")
+    return out
+
+
+def _explicit(c: Credential, where: str, materials: Materials, problems: list[str]) -> Auth | None:
+    if c.usernameFile is not None:
+        user = _text_file(materials, c.usernameFile, f"{where}.usernameFile", problems)
+    else:
+        assert c.username is not None
+        user = _expand(c.username, materials, f"{where}.username", problems)
+    if c.passwordFile is not None:
+        password = _text_file(materials, c.passwordFile, f"{where}.passwordFile", problems)
+    else:
+        assert c.password is not None
+        password = _expand(c.password, materials, f"{where}.password", problems)
+    if user is None or password is None:
+        return None
+    if not user:
+        problems.append(f"{where}: the user name is empty")
+        return None
+    if not password:
+        problems.append(f"{where}: the password is empty")
+        return None
+    return Auth(username=user, password=Secret(password))
+
+
+def resolve_credentials(config: Config, materials: Materials) -> tuple[dict[str, ResolvedAuth], list[str], list[str]]:
+    """Auth entries by contacted host, problems, warnings.
+
+    Entries from `.dockerconfigjson` files come first; an explicit `registry:` entry for the same
+    host replaces one from a file (with a warning); two explicit entries for one host are an error.
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    out: dict[str, ResolvedAuth] = {}
+    explicit: dict[str, str] = {}
+    for i, c in enumerate(config.credentials):
+        where = f"credentials[{i}]"
+        if c.dockerConfigJSON is not None:
+            text = _text_file(materials, c.dockerConfigJSON, f"{where}.dockerConfigJSON", problems)
+            if text is None:
+                continue
+            for host, auth in _docker_config_entries(text, f"{where}.dockerConfigJSON", problems).items():
+                if host in explicit:
+                    continue
+                if host in out and out[host].auth != auth:
+                    warnings.append(f"{where}: credentials for {host} replace those from {out[host].origin}")
+                out[host] = ResolvedAuth(auth, where)
+            continue
+        host = c.auth_host()
+        if host in explicit:
+            problems.append(f"{where}.registry: credentials for {host} are already given by {explicit[host]}")
+            continue
+        auth = _explicit(c, where, materials, problems)
+        if auth is None:
+            continue
+        if host in out:
+            warnings.append(f"{where}: credentials for {host} replace those from {out[host].origin}")
+        explicit[host] = where
+        out[host] = ResolvedAuth(auth, where)
+    return out, problems, warnings

@@ -1,0 +1,249 @@
+"""Render one containerd `hosts.toml` per registry (reference/containerd.md section 1).
+
+Built as tomlkit documents, never from text templates; the result is re-parsed and checked.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tomlkit
+
+from nodecfg.render.errors import RenderError
+from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.legacy import LegacyTLS
+from nodecfg.render.materials import Materials
+from nodecfg.spec import names, versions
+from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
+from nodecfg.spec.versions import ContainerdVersion
+
+OWNER_MARK = "# Managed by nodecfg"
+HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
+KNOWN_CAPABILITIES = ("pull", "resolve", "push")
+
+
+def is_owned_hosts_toml(content: bytes) -> bool:
+    """True when a hosts.toml carries nodecfg's ownership header."""
+    return content.startswith(OWNER_MARK.encode())
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    url: str | None  # None: containerd's implicit upstream (`server` omitted)
+    tls: EndpointTLS | None
+    capabilities: tuple[str, ...] | None
+    override_path: bool
+    dial_timeout: str | None
+    file_prefix: str
+    location: str
+
+
+def _pem(data: bytes, mark: str) -> bool:
+    return mark.encode() in data
+
+
+def _material(materials: Materials, path: str, where: str, problems: list[str]) -> bytes | None:
+    if path in materials.unreadable:
+        problems.append(f"{where}: cannot read {path!r}: {materials.unreadable[path]}")
+        return None
+    data = materials.files.get(path)
+    if data is None:
+        problems.append(f"{where}: cannot read {path!r}: not found")
+    return data
+
+
+def _with_newline(data: bytes) -> bytes:
+    return data if data.endswith(b"\n") else data + b"\n"
+
+
+class _Renderer:
+    def __init__(self, key: str, hosts_dir: str, materials: Materials, target: ContainerdVersion, legacy_tls: Mapping[str, LegacyTLS]) -> None:
+        self.key = key
+        self.dir = posixpath.join(hosts_dir, names.hosts_dir_name(key))
+        self.materials = materials
+        self.target = target
+        self.legacy_tls = legacy_tls
+        self.files: list[DesiredFile] = []
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def _file(self, name: str, content: bytes, kind: FileKind) -> str:
+        path = posixpath.join(self.dir, name)
+        mode = 0o600 if kind is FileKind.CLIENT_KEY else 0o644
+        self.files.append(DesiredFile(path, _with_newline(content), mode, kind))
+        return path
+
+    def _tls(self, ep: _Endpoint, out: Any) -> None:
+        """Write ca / client / skip_verify for one endpoint into `out` (document or table)."""
+        tls = ep.tls
+        authority = ep.url.split("://", 1)[1].split("/", 1)[0] if ep.url else names.default_upstream(self.key)
+        legacy = self.legacy_tls.get(authority)
+        if tls is not None and tls.has_tls_options():
+            legacy = None  # what the input says for this endpoint replaces config.toml's old tls
+        if (tls is not None and tls.skipVerify) or (legacy is not None and legacy.skip_verify):
+            out["skip_verify"] = True
+        if tls is not None and (tls.ca or tls.caFile):
+            data = tls.ca.encode() if tls.ca else _material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
+            if data is not None:
+                if not _pem(data, PEM_CERT_MARK):
+                    self.problems.append(f"{ep.location}.caFile: {tls.caFile!r} holds no PEM certificate")
+                out["ca"] = self._file(f"{ep.file_prefix}ca.pem", data, FileKind.CA)
+        elif legacy is not None and legacy.ca_file:
+            out["ca"] = legacy.ca_file
+        if tls is not None and tls.clientCertFile:
+            cert = _material(self.materials, tls.clientCertFile, f"{ep.location}.clientCertFile", self.problems)
+            key = _material(self.materials, tls.clientKeyFile, f"{ep.location}.clientKeyFile", self.problems) if tls.clientKeyFile else None
+            if cert is not None and not _pem(cert, PEM_CERT_MARK):
+                self.problems.append(f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no PEM certificate")
+            if tls.clientKeyFile is None:
+                if cert is not None and not _pem(cert, "PRIVATE KEY-----"):
+                    self.problems.append(
+                        f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no private key; set clientKeyFile"
+                    )
+                if cert is not None:
+                    out["client"] = self._file(f"{ep.file_prefix}client.pem", cert, FileKind.CLIENT_KEY)
+            elif cert is not None and key is not None:
+                if not _pem(key, "PRIVATE KEY-----"):
+                    self.problems.append(f"{ep.location}.clientKeyFile: {tls.clientKeyFile!r} holds no PEM private key")
+                pair = [
+                    self._file(f"{ep.file_prefix}client.cert", cert, FileKind.CLIENT_CERT),
+                    self._file(f"{ep.file_prefix}client.key", key, FileKind.CLIENT_KEY),
+                ]
+                out["client"] = [pair]
+        elif legacy is not None and legacy.cert_file:
+            out["client"] = [[legacy.cert_file, legacy.key_file or ""]]
+
+    def _fields(self, ep: _Endpoint, out: Any) -> None:
+        if ep.capabilities is not None:
+            caps = list(ep.capabilities)
+            if "referrers" in caps and self.target < versions.REFERRERS:
+                caps.remove("referrers")
+                self.warnings.append(
+                    f"{ep.location}.capabilities: 'referrers' dropped: containerd {self.target} "
+                    "would reject the whole file (needs >= 2.2)"
+                )
+            if not caps:
+                self.problems.append(f"{ep.location}.capabilities: nothing left that containerd {self.target} knows")
+            out["capabilities"] = caps
+        if ep.override_path:
+            out["override_path"] = True
+        self._tls(ep, out)
+        if ep.dial_timeout is not None:
+            if self.target >= versions.DIAL_TIMEOUT:
+                out["dial_timeout"] = ep.dial_timeout
+            else:
+                self.warnings.append(
+                    f"{ep.location}.dialTimeout: not rendered: containerd {self.target} does not read it (needs >= 2.1)"
+                )
+        if ep.tls is not None and ep.tls.headers:
+            header = tomlkit.table()
+            for name, values in ep.tls.headers.items():
+                header[name] = list(values)
+            out["header"] = header
+
+    def render(self, reg: Registry) -> None:
+        loc = f"registries.{self.key!r}"
+        mirrors = [
+            _Endpoint(m.normalized_url(), m, tuple(m.capabilities), m.overridePath, m.dialTimeout, f"mirror{i + 1}-", f"{loc}.mirrors[{i}]")
+            for i, m in enumerate(reg.mirrors)
+        ]
+        if reg.fallback:
+            if self.key == names.WILDCARD:
+                server = _Endpoint(None, reg, None, False, None, "", loc)
+            else:
+                scheme = "http" if reg.plainHTTP else "https"
+                server = _Endpoint(f"{scheme}://{names.default_upstream(self.key)}", reg, None, False, None, "", loc)
+            hosts = mirrors
+        else:
+            # containerd always appends the namespace's upstream when `server` is missing, so the
+            # only way to never contact it is to make the last mirror the server (reference 1.4).
+            server, hosts = mirrors[-1], mirrors[:-1]
+            if reg.has_tls_options() or reg.headers:
+                self.warnings.append(f"{loc}: TLS options and headers of the registry itself are unused with fallback: false")
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment(HEADER[2:]))
+        doc.add(tomlkit.comment(f"Registry: {self.key}"))
+        doc.add(tomlkit.nl())
+        if server.url is not None:
+            doc["server"] = server.url
+        self._fields(server, doc)
+        host_table = tomlkit.table(is_super_table=bool(hosts))
+        for ep in hosts:
+            assert ep.url is not None
+            t = tomlkit.table()
+            self._fields(ep, t)
+            host_table[ep.url] = t
+        # containerd 1.6 ignores a hosts.toml with no [host] table at all ("invalid `host` tree",
+        # containerd#10027): with no mirror to list, an empty [host] table keeps the file valid.
+        doc["host"] = host_table
+        text = doc.as_string()
+        self.problems.extend(f"{self.dir}/hosts.toml (rendered): {p}" for p in check_hosts_toml(text, self.target))
+        self._file("hosts.toml", text.encode(), FileKind.HOSTS)
+
+
+def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:
+    """What containerd `target` would reject in this hosts.toml (it would silently ignore the file)."""
+    try:
+        tree = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return [f"not valid TOML: {e}"]
+    problems: list[str] = []
+    host = tree.get("host")
+    if not isinstance(host, dict):
+        if target < ContainerdVersion(1, 7, 32):
+            problems.append("no [host] table: containerd < 1.7.32 ignores the file (invalid `host` tree)")
+        host = {}
+    known = (*KNOWN_CAPABILITIES, "referrers") if target >= versions.REFERRERS else KNOWN_CAPABILITIES
+
+    def check(where: str, t: dict[str, Any]) -> None:
+        for c in t.get("capabilities", []):
+            if not isinstance(c, str) or c.lower() not in known:
+                problems.append(f"{where}: unknown capability {c!r} for containerd {target}")
+        if "dial_timeout" in t:
+            try:
+                parse_duration(t["dial_timeout"])
+            except ValueError:
+                problems.append(f"{where}: invalid dial_timeout {t['dial_timeout']!r}")
+        url = t.get("server") if where == "(root)" else None
+        if url is not None and not isinstance(url, str):
+            problems.append(f"{where}: server must be a string")
+        if isinstance(url, str) and url.startswith("http://") and (t.get("ca") or t.get("client") or t.get("skip_verify")):
+            problems.append(f"{where}: TLS options on a plain-HTTP server make containerd >= 1.6.25 try HTTPS first")
+
+    check("(root)", tree)
+    for url, t in host.items():
+        if not isinstance(t, dict):
+            problems.append(f"host.{url!r}: must be a table")
+            continue
+        if url.startswith("http://") and (t.get("ca") or t.get("client") or t.get("skip_verify")):
+            problems.append(f"host.{url!r}: TLS options on a plain-HTTP host make containerd >= 1.6.25 try HTTPS first")
+        check(f"host.{url!r}", t)
+    return problems
+
+
+def render_hosts(
+    registries: Mapping[str, Registry],
+    *,
+    hosts_dir: str,
+    materials: Materials,
+    target: ContainerdVersion,
+    legacy_tls: Mapping[str, LegacyTLS],
+) -> tuple[list[DesiredFile], list[str], list[str]]:
+    """hosts.toml and cert files for every registry; returns (files, warnings, problems)."""
+    files: list[DesiredFile] = []
+    warnings: list[str] = []
+    problems: list[str] = []
+    for key in sorted(registries):
+        r = _Renderer(key, hosts_dir, materials, target, legacy_tls)
+        r.render(registries[key])
+        files.extend(r.files)
+        warnings.extend(r.warnings)
+        problems.extend(r.problems)
+    if problems:
+        raise RenderError(problems)
+    return files, warnings, problems

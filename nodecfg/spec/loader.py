@@ -1,0 +1,173 @@
+"""Parse `registries.yaml` text into a `Config`, reporting every problem at once with its place.
+
+Pure: takes text, returns a model or raises `SpecError`. Reading the file is the caller's job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from nodecfg.spec.models import Config
+
+MAX_INPUT_BYTES = 4 * 1024 * 1024
+# Fields whose value must never be echoed in an error message.
+SECRET_FIELDS = frozenset({"password", "auth", "identitytoken", "identityToken"})
+PathT = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where, what rule, which value."""
+
+    location: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.line}: {self.location}: {self.message}" if self.line else f"{self.location}: {self.message}"
+
+
+class SpecError(ValueError):
+    """The input is invalid; `problems` lists every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """All problems, one per line, prefixed with the source name."""
+        head = f"{self.source}: {len(self.problems)} problem(s):"
+        return "\n".join([head, *(f"  {self.source}:{p}" for p in self.problems)])
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would keep the last one silently."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_index(node: yaml.Node | None, path: PathT, out: dict[PathT, int]) -> None:
+    """Map each path in the YAML tree to its 1-based line, for error locations."""
+    if node is None:
+        return
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+            out.setdefault((*path, key), k.start_mark.line + 1)
+            _line_index(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_index(v, (*path, i), out)
+
+
+def format_location(path: PathT) -> str:
+    """`registries."docker.io".mirrors[0].url` from ('registries', 'docker.io', 'mirrors', 0, 'url')."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+        else:
+            out += f".{json.dumps(part)}" if out else json.dumps(part)
+    return out or "(top level)"
+
+
+def _show_value(path: PathT, value: Any) -> str:
+    if any(isinstance(p, str) and p in SECRET_FIELDS for p in path):
+        return "<redacted>"
+    if isinstance(value, (dict, list)):
+        return ""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _from_validation_error(err: ValidationError, lines: dict[PathT, int]) -> list[Problem]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc: list[str | int] = []
+        for part in e["loc"]:
+            if part == "[key]":  # pydantic's marker for a bad dict key: the key itself is the place
+                continue
+            if isinstance(part, str) and part.startswith(("function-after[", "function-before[")):
+                continue
+            loc.append(part)
+        path = tuple(loc)
+        msg = str(e["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix) :]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling and case)"
+        value = _show_value(path, e.get("input"))
+        if value and e["type"] not in ("missing",) and not msg.startswith(("password:",)):
+            msg = f"{msg}: {value}"
+        line = None
+        for n in range(len(path), -1, -1):
+            if path[:n] in lines:
+                line = lines[path[:n]]
+                break
+        problems.append(Problem(format_location(path), msg, line))
+    return problems
+
+
+def load_config(text: str | bytes, source: str = "registries.yaml") -> Config:
+    """Parse and validate input text; raise SpecError listing every problem."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_INPUT_BYTES:
+            raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpecError(source, [Problem("(file)", f"not UTF-8 text: byte {e.start}")]) from None
+    if len(text) > MAX_INPUT_BYTES:
+        raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError(source, [Problem("(yaml)", f"invalid YAML: {problem}", line)]) from None
+    except RecursionError:
+        raise SpecError(source, [Problem("(yaml)", "invalid YAML: nested too deeply")]) from None
+    if data is None:
+        raise SpecError(source, [Problem("(file)", "is empty: expected at least `version: 1`")])
+    if not isinstance(data, dict):
+        raise SpecError(source, [Problem("(top level)", f"must be a mapping, not {type(data).__name__}")])
+    lines: dict[PathT, int] = {}
+    _line_index(node, (), lines)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(source, _from_validation_error(e, lines)) from None

@@ -1,0 +1,70 @@
+"""containerd versions, and which hosts.toml / config.toml features each one understands."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+_VERSION_RE = re.compile(r"(?<![0-9.])v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
+
+
+class VersionSource(str, Enum):
+    """Where the target containerd version came from, so output can say what was assumed."""
+
+    FLAG = "flag"
+    BINARY = "binary"
+    PACKAGE = "package"
+    ASSUMED = "assumed"
+
+
+@dataclass(frozen=True, order=True)
+class ContainerdVersion:
+    """A containerd release as (major, minor, patch)."""
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> ContainerdVersion:
+        """Find the first x.y[.z] in `text` ('1.6.20~ds1-1+deb12u3', 'containerd v2.1.0 ...')."""
+        m = _VERSION_RE.search(text)
+        if m is None:
+            raise ValueError(f"no containerd version (x.y.z) found in {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+# Feature thresholds, from reference/containerd.md 1.9.
+DIAL_TIMEOUT = ContainerdVersion(2, 1, 0)
+REFERRERS = ContainerdVersion(2, 2, 0)
+DEFAULT_NAMESPACE_1_6 = ContainerdVersion(1, 6, 17)
+DEFAULT_NAMESPACE_1_7 = ContainerdVersion(1, 7, 0)
+CONFIG_V3 = ContainerdVersion(2, 0, 0)
+# What is assumed when nothing says: the oldest release we support, so that nothing is rendered
+# that an older containerd would reject (referrers) and nothing is promised it would ignore.
+ASSUMED = ContainerdVersion(1, 6, 0)
+
+
+def supports_default_namespace(v: ContainerdVersion) -> bool:
+    """`_default` arrived in 1.6.17 (backport) and 1.7.0 (containerd#8053)."""
+    if v.major == 1 and v.minor == 6:
+        return v >= DEFAULT_NAMESPACE_1_6
+    return v >= DEFAULT_NAMESPACE_1_7
+
+
+@dataclass(frozen=True)
+class ContainerdTarget:
+    """The containerd release files are rendered for, and how that was learned."""
+
+    version: ContainerdVersion
+    source: VersionSource
+
+    def describe(self) -> str:
+        """Human-readable 'containerd 1.6.20 (from the binary)'."""
+        if self.source is VersionSource.ASSUMED:
+            return f"containerd {self.version} (assumed: version not detected; pass --containerd-version)"
+        return f"containerd {self.version} (from the {self.source.value})"
