@@ -179,6 +179,14 @@ def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, *, inline_below
         cur[key] = value
 
 
+def _pruned(tree: Any) -> Any:
+    """The tree without empty tables: containerd reads an empty table and an absent one alike."""
+    if isinstance(tree, Mapping):
+        out = {k: _pruned(v) for k, v in tree.items()}
+        return {k: v for k, v in out.items() if not (isinstance(v, dict) and not v)}
+    return tree
+
+
 def _is_empty(tree: Any, path: Path) -> bool:
     v = _get(tree, path)
     return isinstance(v, Mapping) and len(v) == 0
@@ -285,7 +293,7 @@ def edit_containerd_config(
             if not out.endswith("\n"):
                 out += "\n"
             try:
-                if tomllib.loads(out) == expected:
+                if _pruned(tomllib.loads(out)) == _pruned(expected):
                     break
             except tomllib.TOMLDecodeError:
                 pass

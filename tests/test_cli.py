@@ -1,0 +1,100 @@
+"""The command line: exit codes, JSON, colour, help, and that secrets never reach any output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import structlog
+
+from tests.conftest import node_args, run
+from tests.test_apply import copy_example
+
+SECRETS = ("example-harbor-password", "example-pull-password", "S3cr3t-from-env")
+
+
+def test_diff_exit_codes_and_json(root, tmp_path):
+    config = copy_example(tmp_path, "registries.yaml")
+    rc, out, _ = run("diff", "-o", "json", *node_args(root, config))
+    assert rc == 1
+    report = json.loads(out)
+    assert report["restartRequired"] is True and report["inSync"] is False
+    assert {op["class"] for op in report["operations"]} == {"hot", "cold"}
+    assert report["target"] == {"containerd": "1.6.20", "source": "flag"}
+    assert run("apply", *node_args(root, config))[0] == 0
+    rc, out, _ = run("diff", "-o", "json", *node_args(root, config))
+    assert rc == 0 and json.loads(out)["inSync"] is True
+
+
+def test_colour_only_when_asked_and_never_with_no_color(root, tmp_path):
+    config = copy_example(tmp_path, "plain-http.yaml")
+    assert "\033[" not in run("diff", *node_args(root, config))[1]
+    assert "\033[32m" in run("diff", "--color", "always", *node_args(root, config))[1]
+    assert "\033[" not in run("diff", *node_args(root, config), env={"NO_COLOR": "1"})[1]
+
+
+def test_missing_config_file_is_a_clear_error(root, tmp_path):
+    rc, _, err = run("diff", *node_args(root, tmp_path / "nope.yaml"))
+    assert rc == 2
+    assert f"read {tmp_path / 'nope.yaml'}: no such file" in err
+
+
+def test_config_from_environment_variable(root, tmp_path):
+    config = copy_example(tmp_path, "plain-http.yaml")
+    rc, out, _ = run("validate", "--root", str(root), "--containerd-version", "1.6.20", env={"NODECFG_CONFIG": str(config)})
+    assert rc == 0 and "valid (1 registries" in out
+
+
+def test_missing_referenced_file_names_field_and_path(root, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /nonexistent/pw}\n")
+    rc, _, err = run("validate", *node_args(root, config))
+    assert rc == 2
+    assert "credentials[0].passwordFile: cannot read '/nonexistent/pw': no such file" in err
+
+
+def test_render_writes_into_out_dir_not_the_node(root, tmp_path):
+    out_dir = tmp_path / "out"
+    before = sorted(p.name for p in root.rglob("*"))
+    rc, out, _ = run("render", "--out", str(out_dir), *node_args(root, copy_example(tmp_path, "dockerhub-mirror.yaml")))
+    assert rc == 0
+    assert (out_dir / "etc/containerd/certs.d/docker.io/hosts.toml").exists()
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
+def test_help_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "nodecfg", "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("diff", "apply", "render", "validate"):
+        assert cmd in out
+
+
+@pytest.mark.parametrize("command", ["diff", "apply", "validate", "diff-json", "apply-json", "bad-input", "missing-env"])
+def test_secrets_never_in_output_or_logs(command, root, tmp_path, monkeypatch):
+    monkeypatch.setattr("nodecfg.cli._configure_logging", lambda _stream: None)  # keep capture_logs in place
+    config = copy_example(tmp_path, "registries.yaml")
+    text = config.read_text() + "  - registry: env.example\n    username: u\n    password: ${REG_PW}\n"
+    env = {"REG_PW": "S3cr3t-from-env"}
+    if command == "bad-input":
+        text += "registriez: {}\n"
+    if command == "missing-env":
+        env = {}
+    config.write_text(text)
+    argv = command.split("-json")[0] if command not in ("bad-input", "missing-env") else "apply"
+    extra = ["-o", "json"] if command.endswith("-json") else []
+    with structlog.testing.capture_logs() as logs:
+        rc, out, err = run(argv, *extra, *node_args(root, config), env=env)
+    everything = out + err + json.dumps(logs, default=str)
+    for secret in SECRETS:
+        assert secret not in everything
+    if command in ("diff", "diff-json"):
+        assert "<redacted>" in out
+    if command in ("bad-input", "missing-env"):
+        assert rc == 2
+    if command == "missing-env":
+        assert "environment variable REG_PW is not set" in err
+    if command == "apply":
+        # The secrets did reach the one place they must: config.toml.
+        assert "S3cr3t-from-env" in (root / "etc/containerd/config.toml").read_text()
+        assert any(e["event"] == "apply" for e in logs)

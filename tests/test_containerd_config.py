@@ -1,0 +1,162 @@
+"""config.toml editing across the layouts found in the wild: the registry part changes, nothing else."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from nodecfg.render.containerd_config import edit_containerd_config
+from nodecfg.render.credentials import Auth
+from nodecfg.render.errors import RenderError
+from nodecfg.render.materials import Secret
+from nodecfg.spec.versions import ContainerdVersion
+from tests.conftest import DEBIAN_CONFIG
+
+HOSTS = "/etc/containerd/certs.d"
+V16 = ContainerdVersion(1, 6, 20)
+V20 = ContainerdVersion(2, 0, 0)
+V22 = ContainerdVersion(2, 2, 0)
+AUTH = {"registry-1.docker.io": Auth("bob", Secret('p"w\\d$x'))}
+
+
+def edit(text, target=V16, auths=None, owned=frozenset()):
+    return edit_containerd_config(text, where="config.toml", hosts_dir=HOSTS, auths=AUTH if auths is None else auths, owned_auth_hosts=owned, target=target)
+
+
+def is_subsequence(original: str, edited: str) -> bool:
+    """Every original line is still there, in order (nothing edited in place but the registry)."""
+    it = iter(edited.splitlines())
+    return all(any(line == e for e in it) for line in original.splitlines())
+
+
+def registry(text, *path):
+    cur = tomllib.loads(text)
+    for p in path:
+        cur = cur[p]
+    return cur
+
+
+def test_debian_shipped_config_gets_config_path_and_auth_and_keeps_everything():
+    e = edit(DEBIAN_CONFIG)
+    assert is_subsequence(DEBIAN_CONFIG, e.text)
+    reg = registry(e.text, "plugins", "io.containerd.grpc.v1.cri", "registry")
+    assert reg == {"config_path": HOSTS, "configs": {"registry-1.docker.io": {"auth": {"username": "bob", "password": 'p"w\\d$x'}}}}
+    assert tomllib.loads(e.text)["plugins"]["io.containerd.grpc.v1.cri"]["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
+    assert e.holds_credentials
+
+
+def test_no_file_gets_a_minimal_config_for_the_version():
+    assert registry(edit("").text, "plugins", "io.containerd.grpc.v1.cri", "registry")["config_path"] == HOSTS
+    assert tomllib.loads(edit("").text)["version"] == 2
+    v3 = edit("", target=V20).text
+    assert tomllib.loads(v3)["version"] == 3
+    assert registry(v3, "plugins", "io.containerd.cri.v1.images", "registry")["config_path"] == HOSTS
+
+
+def test_version_1_uses_plugins_cri():
+    src = '[plugins.cri]\n  sandbox_image = "pause:3.9"\n[plugins.cri.registry]\n  config_path = ""\n'
+    e = edit(src)
+    assert registry(e.text, "plugins", "cri", "registry")["config_path"] == HOSTS
+    assert "io.containerd.grpc.v1.cri" not in tomllib.loads(e.text)["plugins"]
+    assert any("version 1 is deprecated" in w for w in e.warnings)
+
+
+def test_version_3_uses_the_images_plugin_and_is_refused_for_1_x():
+    src = 'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "overlayfs"\n'
+    e = edit(src, target=V22)
+    assert registry(e.text, "plugins", "io.containerd.cri.v1.images", "registry")["config_path"] == HOSTS
+    assert is_subsequence(src, e.text)
+    with pytest.raises(RenderError, match="only read by containerd >= 2.0"):
+        edit(src, target=V16)
+
+
+def test_v2_version_line_with_v3_tables_writes_where_containerd_reads():
+    src = 'version = 2\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/elsewhere"\n'
+    e = edit(src)
+    assert registry(e.text, "plugins", "io.containerd.grpc.v1.cri", "registry")["config_path"] == HOSTS
+    assert registry(e.text, "plugins", "io.containerd.cri.v1.images", "registry")["config_path"] == "/elsewhere"
+    assert any("is not read for a version = 2 file" in w for w in e.warnings)
+
+
+def test_single_quoted_keys_never_produce_a_duplicate_table():
+    src = "version = 2\n[plugins.'io.containerd.grpc.v1.cri'.registry]\n  config_path = ''\n[plugins.'io.containerd.grpc.v1.cri'.registry.configs.'registry-1.docker.io'.auth]\n  username = 'old'\n"
+    e = edit(src)
+    assert e.text.count("registry]") == 1
+    assert registry(e.text, "plugins", "io.containerd.grpc.v1.cri", "registry", "configs", "registry-1.docker.io", "auth")["username"] == "bob"
+    assert any("did not write" in w for w in e.warnings)
+
+
+def test_comments_and_spacing_survive():
+    src = (
+        "# top comment\nversion = 2   # trailing\n\n\n[plugins]\n  # inner\n"
+        '  [plugins."io.containerd.grpc.v1.cri"]\n    sandbox_image = "pause:3.9"  # pinned\n'
+        '    [plugins."io.containerd.grpc.v1.cri".registry]\n      config_path = ""   # set by hand\n'
+        '  [plugins."io.containerd.runtime.v1.linux"]\n    shim_debug = false\n# end\n'
+    )
+    e = edit(src, auths={})
+    assert e.text == src.replace('config_path = ""', f'config_path = "{HOSTS}"')
+
+
+def test_legacy_mirrors_and_tls_are_moved_out():
+    src = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = ""\n'
+        '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors]\n'
+        '    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '      endpoint = ["https://mirror.example", "https://registry-1.docker.io"]\n'
+        '  [plugins."io.containerd.grpc.v1.cri".registry.configs."harbor.example".tls]\n'
+        '    insecure_skip_verify = true\n'
+        '  [plugins."io.containerd.grpc.v1.cri".registry.configs."harbor.example".auth]\n'
+        '    username = "keep"\n    password = "me"\n'
+    )
+    e = edit(src, auths={})
+    reg = registry(e.text, "plugins", "io.containerd.grpc.v1.cri", "registry")
+    assert "mirrors" not in reg
+    assert reg["configs"] == {"harbor.example": {"auth": {"username": "keep", "password": "me"}}}
+    assert e.legacy.mirrors == {"docker.io": ("https://mirror.example", "https://registry-1.docker.io")}
+    assert e.legacy.tls["harbor.example"].skip_verify is True
+
+
+def test_colon_separated_config_path_is_kept_when_it_holds_the_hosts_dir():
+    src = f'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{HOSTS}:/etc/docker/certs.d"\n'
+    e = edit(src, auths={})
+    assert e.text == src
+    assert any("is a list; kept" in w for w in e.warnings)
+
+
+def test_colon_separated_config_path_without_the_hosts_dir():
+    src = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/docker/certs.d"\n'
+    assert registry(edit(src, auths={}).text, "plugins", "io.containerd.grpc.v1.cri", "registry")["config_path"] == f"{HOSTS}:/etc/docker/certs.d"
+    assert registry(edit(src, target=V22, auths={}).text, "plugins", "io.containerd.grpc.v1.cri", "registry")["config_path"] == HOSTS
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "version = 2\n[plugins.'io.containerd.grpc.v1.cri']\n  registry.config_path = ''\n  sandbox_image = 'x'\n",
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nregistry = { config_path = "" }\n',
+        "version = 2\nplugins.'io.containerd.grpc.v1.cri'.registry.mirrors.'docker.io'.endpoint = ['https://m.example']\n",
+    ],
+    ids=["dotted", "inline", "top-level-dotted"],
+)
+def test_dotted_and_inline_layouts(src):
+    e = edit(src)
+    reg = registry(e.text, "plugins", "io.containerd.grpc.v1.cri", "registry")
+    assert reg["config_path"] == HOSTS
+    assert reg["configs"]["registry-1.docker.io"]["auth"]["username"] == "bob"
+    assert "mirrors" not in reg
+
+
+def test_second_edit_is_a_no_op_and_stale_owned_auth_is_removed():
+    first = edit(DEBIAN_CONFIG)
+    assert edit(first.text).text == first.text
+    removed = edit(first.text, auths={}, owned=frozenset({"registry-1.docker.io"}))
+    assert "configs" not in registry(removed.text, "plugins", "io.containerd.grpc.v1.cri", "registry") or not registry(
+        removed.text, "plugins", "io.containerd.grpc.v1.cri", "registry"
+    )["configs"]
+    assert "bob" not in removed.text
+
+
+def test_invalid_toml_is_an_error_naming_the_file():
+    with pytest.raises(RenderError, match=r"config.toml: not valid TOML"):
+        edit("version = 2\n[plugins\n")

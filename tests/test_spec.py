@@ -1,0 +1,135 @@
+"""The input model: valid files load, bad files fail with every problem, located, never a secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodecfg.spec import names
+from nodecfg.spec.loader import SpecError, load_config
+from tests.conftest import EXAMPLES
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as e:
+        load_config(text, "r.yaml")
+    return [str(p) for p in e.value.problems]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_loads(path):
+    config = load_config(path.read_text(), path.name)
+    assert config.version == 1
+    assert config.registries
+
+
+def test_all_problems_reported_at_once_with_line_and_value():
+    text = """version: 1
+registries:
+  docker.io:
+    mirrors:
+      - url: ftp://mirror.example
+    fallBack: false
+  "bad/../x": {}
+  10.0.0.5:5000:
+    plainHTTP: true
+    skipVerify: true
+credentials:
+  - registry: harbor.example
+    username: robot
+    password: hunter2-literal
+"""
+    assert problems(text) == [
+        "5: registries.\"docker.io\".mirrors[0]: url scheme must be http or https, not 'ftp'",
+        "6: registries.\"docker.io\".fallBack: unknown field (check its spelling and case): False",
+        "7: registries.\"bad/../x\": must not contain '/', '\\', '..' or NUL (it names a directory): 'bad/../x'",
+        "8: registries.\"10.0.0.5:5000\": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with "
+        "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)",
+        "12: credentials[0]: password: a literal password is refused (this file is a ConfigMap anyone can read): "
+        "put it in a Secret and use passwordFile, or write ${ENV_VAR}",
+    ]
+
+
+def test_literal_password_never_echoed():
+    with pytest.raises(SpecError) as e:
+        load_config("version: 1\ncredentials:\n  - {registry: r.example, username: u, password: 'S3cret-Value!'}\n")
+    assert "S3cret-Value!" not in str(e.value)
+
+
+def test_env_reference_password_accepted():
+    c = load_config("version: 1\ncredentials:\n  - {registry: r.example, username: u, password: '${REG_PASSWORD}'}\n")
+    assert c.credentials[0].password == "${REG_PASSWORD}"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["*", "docker.io", "10.0.0.5:5000", "[fd00::1]:5000", "localhost:5000", "my-registry.example.com:443", "Reg.Example"],
+)
+def test_registry_keys_accepted(key):
+    assert names.check_registry_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [
+        ("", "is empty"),
+        ("..", "must not contain"),
+        ("a/b", "must not contain"),
+        ("a\\b", "must not contain"),
+        ("a\x00b", "must not contain"),
+        ("x" * 300, "is longer than"),
+        ("[fd00::1]", "[address]:port"),
+        ("fd00::1", "brackets"),
+        ("host:0", "port must be"),
+        ("host:99999", "port must be"),
+        ("host:", "port must be"),
+        ("-bad.example", "host name"),
+        ("under_score.example", "host name"),
+        ("registry-1.docker.io", "write 'docker.io'"),
+        ("index.docker.io", "write 'docker.io'"),
+        ("[not-ip]:5000", "not an IPv6"),
+    ],
+)
+def test_registry_keys_refused(key, rule):
+    with pytest.raises(names.NameError_, match=None) as e:
+        names.check_registry_key(key)
+    assert rule in str(e.value)
+
+
+def test_duplicate_yaml_keys_refused():
+    text = "version: 1\nregistries:\n  docker.io: {}\n  docker.io: {plainHTTP: true}\n"
+    [p] = problems(text)
+    assert "duplicate key 'docker.io' (first at line 3)" in p
+    assert p.startswith("4: (yaml)")
+
+
+def test_fallback_false_needs_a_mirror():
+    [p] = problems("version: 1\nregistries:\n  r.example:\n    fallback: false\n")
+    assert p == '3: registries."r.example": fallback: false needs at least one mirror to pull from'
+
+
+def test_mirror_credentials_in_url_refused_without_echo():
+    [p] = problems("version: 1\nregistries:\n  docker.io:\n    mirrors: ['https://u:pa55word@m.example']\n")
+    assert "must not carry credentials" in p
+    assert "pa55word" not in p
+
+
+def test_tls_on_plain_http_mirror_refused():
+    [p] = problems("version: 1\nregistries:\n  docker.io:\n    mirrors: [{url: 'http://m.example:5000', skipVerify: true}]\n")
+    assert "cannot be set on a plain-HTTP mirror" in p
+
+
+def test_mirror_that_is_the_registry_itself_refused():
+    [p] = problems("version: 1\nregistries:\n  docker.io:\n    mirrors: ['https://registry-1.docker.io']\n")
+    assert "is the registry itself" in p
+
+
+@pytest.mark.parametrize("text", ["", "[]", "version: 2", "version: 1\nregistries: [a]", "a: [", "version: 1\nregistries:\n  ? [a]\n  : {}\n"])
+def test_malformed_documents_are_spec_errors(text):
+    assert problems(text)
+
+
+def test_bad_duration_and_capability():
+    text = "version: 1\nregistries:\n  docker.io:\n    mirrors: [{url: m.example, dialTimeout: 5 minutes, capabilities: [pull, fetch]}]\n"
+    ps = problems(text)
+    assert any("capabilities[1]" in p and "'fetch'" in p for p in ps)
+    assert any("dialTimeout" in p and "'5 minutes'" in p for p in ps)
