@@ -16,7 +16,7 @@ from nodecfg import __version__
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, atomic_write, make_dirs
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
-from nodecfg.plan import Action, file_diff, redact
+from nodecfg.plan import file_diff, redact
 from nodecfg.render.errors import RenderError
 from nodecfg.spec.loader import SpecError
 
@@ -33,12 +33,32 @@ def _env(name: str, default: str | None = None) -> str | None:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("input and node")
-    g.add_argument("--config", default=_env("NODECFG_CONFIG", DEFAULT_CONFIG), help="input file (env NODECFG_CONFIG; default %(default)s)")
-    g.add_argument("--root", default=_env("NODECFG_ROOT", "/"), help="where the host's / is mounted (env NODECFG_ROOT; default %(default)s)")
-    g.add_argument("--containerd-config", default="/etc/containerd/config.toml", help="containerd's config.toml, as a host path (default %(default)s)")
-    g.add_argument("--hosts-dir", default="/etc/containerd/certs.d", help="containerd's config_path for hosts.toml, as a host path (default %(default)s)")
-    g.add_argument("--state-dir", default=_env("NODECFG_STATE_DIR", "/var/lib/nodecfg"), help="nodecfg's state, as a host path (default %(default)s)")
-    g.add_argument("--containerd-version", default=_env("NODECFG_CONTAINERD_VERSION"), help="render for this containerd release (default: detected from the node)")
+    g.add_argument(
+        "--config", default=_env("NODECFG_CONFIG", DEFAULT_CONFIG), help="input file (env NODECFG_CONFIG; default %(default)s)"
+    )
+    g.add_argument(
+        "--root", default=_env("NODECFG_ROOT", "/"), help="where the host's / is mounted (env NODECFG_ROOT; default %(default)s)"
+    )
+    g.add_argument(
+        "--containerd-config",
+        default="/etc/containerd/config.toml",
+        help="containerd's config.toml, as a host path (default %(default)s)",
+    )
+    g.add_argument(
+        "--hosts-dir",
+        default="/etc/containerd/certs.d",
+        help="containerd's config_path for hosts.toml, as a host path (default %(default)s)",
+    )
+    g.add_argument(
+        "--state-dir",
+        default=_env("NODECFG_STATE_DIR", "/var/lib/nodecfg"),
+        help="nodecfg's state, as a host path (default %(default)s)",
+    )
+    g.add_argument(
+        "--containerd-version",
+        default=_env("NODECFG_CONTAINERD_VERSION"),
+        help="render for this containerd release (default: detected from the node)",
+    )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
     parser = argparse.ArgumentParser(
         prog="nodecfg",
@@ -47,10 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nodecfg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("diff", parents=[common], help="show what apply would change (exit 0 in sync, 1 differs, 2 error)")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the diff (auto: on a terminal, unless NO_COLOR)")
+    p.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the diff (auto: on a terminal, unless NO_COLOR)",
+    )
     p = sub.add_parser("apply", parents=[common], help="write the changes to the node")
-    p.add_argument("--restart", choices=["never"], default="never", help="restart containerd when config.toml changed: only 'never' so far (apply reports that a restart is required)")
-    p = sub.add_parser("render", parents=[common], help="write the files nodecfg would write into a directory instead of the node")
+    p.add_argument(
+        "--restart",
+        choices=["never"],
+        default="never",
+        help="restart containerd when config.toml changed: only 'never' so far (apply reports that a restart is required)",
+    )
+    p = sub.add_parser(
+        "render", parents=[common], help="write the files nodecfg would write into a directory instead of the node"
+    )
     p.add_argument("--out", required=True, help="directory to write into (host paths below it)")
     sub.add_parser("validate", parents=[common], help="check the input and what it refers to; change nothing")
     return parser
@@ -97,14 +129,16 @@ def _diffs(p: Prepared) -> list[dict[str, Any]]:
     out = []
     for op in p.plan.operations:
         before = p.current.get(op.path)
-        out.append({
-            "action": op.action.value,
-            "path": op.path,
-            "class": op.change_class.value,
-            "kind": op.kind.value,
-            "keepOriginal": op.keep_original,
-            "diff": file_diff(op, before.content if before else None, p.rendered.secrets),
-        })
+        out.append(
+            {
+                "action": op.action.value,
+                "path": op.path,
+                "class": op.change_class.value,
+                "kind": op.kind.value,
+                "keepOriginal": op.keep_original,
+                "diff": file_diff(op, before.content if before else None, p.rendered.secrets),
+            }
+        )
     return out
 
 
@@ -176,7 +210,10 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(line, file=out)
     print(p.plan.summary(), file=out)
     if p.plan.restart_required:
-        print(f"containerd was not restarted (--restart {args.restart}): restart it for {p.paths.containerd_config} to take effect", file=out)
+        print(
+            f"containerd was not restarted (--restart {args.restart}): restart it for {p.paths.containerd_config} to take effect",
+            file=out,
+        )
     return EXIT_OK
 
 
@@ -200,7 +237,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write("\n")
         return EXIT_OK
     _print_warnings(p, err)
-    print(f"{args.config}: valid ({len(p.config.registries)} registries, {len(p.config.credentials)} credential sources; {p.rendered.target.describe()})", file=out)
+    print(
+        f"{args.config}: valid ({len(p.config.registries)} registries, {len(p.config.credentials)} credential sources; {p.rendered.target.describe()})",
+        file=out,
+    )
     return EXIT_OK
 
 

@@ -32,14 +32,23 @@ EXPECTED_FILES = {
     "dockerhub-mirror.yaml": {f"{CERTS}/docker.io/hosts.toml"},
     "plain-http.yaml": {f"{CERTS}/10.0.0.5:5000/hosts.toml"},
     "self-signed-ca.yaml": {f"{CERTS}/registry.corp.example/hosts.toml", f"{CERTS}/registry.corp.example/ca.pem"},
-    "client-certificates.yaml": {f"{CERTS}/harbor.corp.example/{n}" for n in ("hosts.toml", "ca.pem", "client.cert", "client.key")},
+    "client-certificates.yaml": {
+        f"{CERTS}/harbor.corp.example/{n}" for n in ("hosts.toml", "ca.pem", "client.cert", "client.key")
+    },
     "pull-secret.yaml": {f"{CERTS}/registry.corp.example:5000/hosts.toml"},
     "mirror-everything.yaml": {f"{CERTS}/_default/hosts.toml"},
     "override-path.yaml": {f"{CERTS}/docker.io/hosts.toml"},
-    "registries.yaml": {f"{CERTS}/{n}" for n in (
-        "docker.io/hosts.toml", "10.0.0.5:5000/hosts.toml", "harbor.corp.example/hosts.toml",
-        "harbor.corp.example/ca.pem", "harbor.corp.example/client.cert", "harbor.corp.example/client.key",
-    )},
+    "registries.yaml": {
+        f"{CERTS}/{n}"
+        for n in (
+            "docker.io/hosts.toml",
+            "10.0.0.5:5000/hosts.toml",
+            "harbor.corp.example/hosts.toml",
+            "harbor.corp.example/ca.pem",
+            "harbor.corp.example/client.cert",
+            "harbor.corp.example/client.key",
+        )
+    },
 }
 
 
@@ -89,7 +98,10 @@ def test_removing_a_registry_removes_its_files_and_dirs_only(root, tmp_path):
     rc, out, err = run("apply", *node_args(root, smaller))
     assert rc == 0, err
     files = tree(root)
-    assert sorted(p for p in files if p.startswith(CERTS)) == [f"{CERTS}/docker.io/hosts.toml", f"{CERTS}/mine.example/hosts.toml"]
+    assert sorted(p for p in files if p.startswith(CERTS)) == [
+        f"{CERTS}/docker.io/hosts.toml",
+        f"{CERTS}/mine.example/hosts.toml",
+    ]
     assert not (root / CERTS / "harbor.corp.example").exists()
     cfg = tomllib.loads(files["etc/containerd/config.toml"][1].decode())
     assert "configs" not in cfg["plugins"]["io.containerd.grpc.v1.cri"]["registry"]

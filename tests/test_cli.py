@@ -58,7 +58,7 @@ def test_missing_referenced_file_names_field_and_path(root, tmp_path):
 def test_render_writes_into_out_dir_not_the_node(root, tmp_path):
     out_dir = tmp_path / "out"
     before = sorted(p.name for p in root.rglob("*"))
-    rc, out, _ = run("render", "--out", str(out_dir), *node_args(root, copy_example(tmp_path, "dockerhub-mirror.yaml")))
+    rc, _out, _ = run("render", "--out", str(out_dir), *node_args(root, copy_example(tmp_path, "dockerhub-mirror.yaml")))
     assert rc == 0
     assert (out_dir / "etc/containerd/certs.d/docker.io/hosts.toml").exists()
     assert sorted(p.name for p in root.rglob("*")) == before

@@ -18,19 +18,35 @@ from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSo
 HOSTS_DIR = "/etc/containerd/certs.d"
 TARGET = ContainerdTarget(ContainerdVersion(1, 6, 20), VersionSource.FLAG)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=20)
-keys = st.one_of(st.text(max_size=40), st.sampled_from(["..", "../x", "*", "/etc", "a:1", "[::1]:1", "docker.io", ".", "a/../../b", "x\x00"]))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20,
+)
+keys = st.one_of(
+    st.text(max_size=40), st.sampled_from(["..", "../x", "*", "/etc", "a:1", "[::1]:1", "docker.io", ".", "a/../../b", "x\x00"])
+)
 
 
 def _render(config):
     try:
-        return render(config, Materials(), layout=Layout(), target=TARGET, current_config="", state_legacy=Legacy(), owned_auth_hosts=frozenset())
+        return render(
+            config,
+            Materials(),
+            layout=Layout(),
+            target=TARGET,
+            current_config="",
+            state_legacy=Legacy(),
+            owned_auth_hosts=frozenset(),
+        )
     except RenderError:
         return None
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.dictionaries(st.sampled_from(["version", "registries", "credentials", "restart", "hostAliases", "x"]), values, max_size=5))
+@given(
+    st.dictionaries(st.sampled_from(["version", "registries", "credentials", "restart", "hostAliases", "x"]), values, max_size=5)
+)
 def test_arbitrary_documents_only_raise_spec_errors(doc):
     text = yaml.safe_dump(doc)
     try:

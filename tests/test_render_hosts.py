@@ -22,7 +22,15 @@ KEY = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
 def hosts(yaml_text: str, version: str = "1.6.20", files: dict[str, bytes] | None = None):
     config = load_config(yaml_text)
     target = ContainerdTarget(ContainerdVersion.parse(version), VersionSource.FLAG)
-    r = render(config, Materials(files=files or {}), layout=Layout(), target=target, current_config="", state_legacy=Legacy(), owned_auth_hosts=frozenset())
+    r = render(
+        config,
+        Materials(files=files or {}),
+        layout=Layout(),
+        target=target,
+        current_config="",
+        state_legacy=Legacy(),
+        owned_auth_hosts=frozenset(),
+    )
     out = {f.path.removeprefix("/etc/containerd/certs.d/"): f for f in r.files if f.kind is not FileKind.CONTAINERD_CONFIG}
     for name, f in out.items():
         if name.endswith("hosts.toml"):
@@ -36,7 +44,9 @@ def text(files, name):
 
 
 def test_mirror_with_fallback_keeps_order_and_upstream_last():
-    files, _ = hosts("version: 1\nregistries:\n  docker.io:\n    mirrors: [https://a.example, 'http://b.example:5000', c.example/v2/proj]\n")
+    files, _ = hosts(
+        "version: 1\nregistries:\n  docker.io:\n    mirrors: [https://a.example, 'http://b.example:5000', c.example/v2/proj]\n"
+    )
     assert text(files, "docker.io/hosts.toml") == HEAD + (
         "# Registry: docker.io\n\n"
         'server = "https://registry-1.docker.io"\n\n'
@@ -49,7 +59,9 @@ def test_mirror_with_fallback_keeps_order_and_upstream_last():
 
 
 def test_fallback_false_makes_last_mirror_the_server():
-    files, _ = hosts("version: 1\nregistries:\n  docker.io:\n    fallback: false\n    mirrors: [https://a.example, {url: 'https://h.example/v2/hub', overridePath: true}]\n")
+    files, _ = hosts(
+        "version: 1\nregistries:\n  docker.io:\n    fallback: false\n    mirrors: [https://a.example, {url: 'https://h.example/v2/hub', overridePath: true}]\n"
+    )
     parsed = tomllib.loads(text(files, "docker.io/hosts.toml"))
     assert parsed["server"] == "https://h.example/v2/hub"
     assert parsed["override_path"] is True
@@ -60,12 +72,17 @@ def test_fallback_false_makes_last_mirror_the_server():
 
 def test_single_mirror_without_fallback_still_has_a_host_table():
     files, _ = hosts("version: 1\nregistries:\n  quay.io:\n    fallback: false\n    mirrors: [https://m.example]\n")
-    assert text(files, "quay.io/hosts.toml").endswith('server = "https://m.example"\ncapabilities = ["pull", "resolve"]\n\n[host]\n')
+    assert text(files, "quay.io/hosts.toml").endswith(
+        'server = "https://m.example"\ncapabilities = ["pull", "resolve"]\n\n[host]\n'
+    )
 
 
 def test_plain_http_registry_has_http_server_and_no_tls():
     files, _ = hosts("version: 1\nregistries:\n  10.0.0.5:5000:\n    plainHTTP: true\n")
-    assert text(files, "10.0.0.5:5000/hosts.toml") == HEAD + '# Registry: 10.0.0.5:5000\n\nserver = "http://10.0.0.5:5000"\n\n[host]\n'
+    assert (
+        text(files, "10.0.0.5:5000/hosts.toml")
+        == HEAD + '# Registry: 10.0.0.5:5000\n\nserver = "http://10.0.0.5:5000"\n\n[host]\n'
+    )
 
 
 def test_wildcard_goes_to_default_without_server():
@@ -109,7 +126,10 @@ def test_referrers_and_dial_timeout_follow_the_target_version():
     assert any("'referrers' dropped" in w for w in warnings)
     assert any("dialTimeout: not rendered" in w for w in warnings)
     mid, _ = hosts(y, "2.1.0")
-    assert tomllib.loads(text(mid, "docker.io/hosts.toml"))["host"]["https://m.example"] == {"capabilities": ["pull", "resolve"], "dial_timeout": "500ms"}
+    assert tomllib.loads(text(mid, "docker.io/hosts.toml"))["host"]["https://m.example"] == {
+        "capabilities": ["pull", "resolve"],
+        "dial_timeout": "500ms",
+    }
     new, warnings = hosts(y, "2.2.0")
     m = tomllib.loads(text(new, "docker.io/hosts.toml"))["host"]["https://m.example"]
     assert m == {"capabilities": ["pull", "resolve", "referrers"], "dial_timeout": "500ms"}
@@ -136,7 +156,9 @@ def test_bad_referenced_files_are_errors_naming_the_field():
 
 def test_check_hosts_toml_flags_what_containerd_1_6_ignores():
     v = ContainerdVersion(1, 6, 20)
-    assert check_hosts_toml('server = "https://r"\n', v) == ["no [host] table: containerd < 1.7.32 ignores the file (invalid `host` tree)"]
+    assert check_hosts_toml('server = "https://r"\n', v) == [
+        "no [host] table: containerd < 1.7.32 ignores the file (invalid `host` tree)"
+    ]
     assert check_hosts_toml('server = "https://r"\n', ContainerdVersion(2, 0, 0)) == []
     assert check_hosts_toml('[host."https://m"]\ncapabilities = ["pull", "referrers"]\n', v) == [
         "host.'https://m': unknown capability 'referrers' for containerd 1.6.20"

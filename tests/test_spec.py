@@ -40,9 +40,9 @@ credentials:
 """
     assert problems(text) == [
         "5: registries.\"docker.io\".mirrors[0]: url scheme must be http or https, not 'ftp'",
-        "6: registries.\"docker.io\".fallBack: unknown field (check its spelling and case): False",
+        '6: registries."docker.io".fallBack: unknown field (check its spelling and case): False',
         "7: registries.\"bad/../x\": must not contain '/', '\\', '..' or NUL (it names a directory): 'bad/../x'",
-        "8: registries.\"10.0.0.5:5000\": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with "
+        '8: registries."10.0.0.5:5000": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with '
         "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)",
         "12: credentials[0]: password: a literal password is refused (this file is a ConfigMap anyone can read): "
         "put it in a Secret and use passwordFile, or write ${ENV_VAR}",
@@ -123,7 +123,9 @@ def test_mirror_that_is_the_registry_itself_refused():
     assert "is the registry itself" in p
 
 
-@pytest.mark.parametrize("text", ["", "[]", "version: 2", "version: 1\nregistries: [a]", "a: [", "version: 1\nregistries:\n  ? [a]\n  : {}\n"])
+@pytest.mark.parametrize(
+    "text", ["", "[]", "version: 2", "version: 1\nregistries: [a]", "a: [", "version: 1\nregistries:\n  ? [a]\n  : {}\n"]
+)
 def test_malformed_documents_are_spec_errors(text):
     assert problems(text)
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from nodecfg.node.fs import TMP_SUFFIX, NodeError, atomic_write, fsync_dir, host_path, make_dirs, read_file, write_temp
 from nodecfg.node.state import Original, State, backup_name, save_state, state_bytes
@@ -53,12 +54,14 @@ def _keep_original(paths: NodePaths, state: State, host: str) -> State:
     return state.with_changes(originals={**state.originals, host: Original(name, info.mode)})
 
 
-def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy_json: dict[str, object] | None = None) -> State:
+def apply_plan(
+    plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy_json: dict[str, object] | None = None
+) -> State:
     """Carry out `plan`; return the state saved afterwards."""
     real_state = paths.real(paths.state_dir)
     os.makedirs(real_state, mode=0o700, exist_ok=True)
     for op in plan.operations:
-        if op.keep_original or op.action is Action.DELETE and op.path not in state.owned:
+        if op.keep_original or (op.action is Action.DELETE and op.path not in state.owned):
             state = _keep_original(paths, state, op.path)
     created: list[str] = []
     renames: list[tuple[str, str]] = []
@@ -88,26 +91,26 @@ def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozen
     return new_state
 
 
-def _finish(paths: NodePaths, journal: dict[str, object]) -> None:
-    for tmp, real in journal["renames"]:  # type: ignore[attr-defined]
+def _finish(paths: NodePaths, journal: dict[str, Any]) -> None:
+    for tmp, real in journal["renames"]:
         if os.path.exists(tmp):
             try:
                 os.replace(tmp, real)
             except OSError as e:
                 raise NodeError(f"write {real}: {e.strerror}") from None
             fsync_dir(os.path.dirname(real))
-    for real in journal["deletes"]:  # type: ignore[attr-defined]
+    for real in journal["deletes"]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(real)
             fsync_dir(os.path.dirname(real))
     # Directories nodecfg created and that are now empty go too (deepest first).
     keep = []
-    for d in sorted(journal["dirs"], key=len, reverse=True):  # type: ignore[arg-type]
+    for d in sorted(journal["dirs"], key=len, reverse=True):
         try:
             os.rmdir(paths.real(d))
         except OSError:
             keep.append(d)
-    state_json = dict(journal["state"])  # type: ignore[call-overload]
+    state_json = dict(journal["state"])
     state_json["dirs"] = sorted(keep)
     save_state(paths.real(paths.state_dir), State.from_json(state_json))
     os.unlink(os.path.join(paths.real(paths.state_dir), JOURNAL))

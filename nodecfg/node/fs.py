@@ -127,7 +127,7 @@ def atomic_write(real: str, content: bytes, mode: int) -> None:
 
 
 def make_dirs(real_dir: str, created: list[str]) -> None:
-    """mkdir -p, recording each directory created (so it can be removed when empty again)."""
+    """Mkdir -p, recording each directory created (so it can be removed when empty again)."""
     missing = []
     d = real_dir
     while not os.path.isdir(d):

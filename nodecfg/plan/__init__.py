@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from nodecfg.render import Rendered
-from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.files import FileKind
 from nodecfg.render.hosts import is_owned_hosts_toml
 
 
@@ -130,8 +130,20 @@ def make_plan(
             continue
         foreign = cur.content is not None and f.path not in owned
         if foreign and f.kind is FileKind.HOSTS and not is_owned_hosts_toml(cur.content or b""):
-            warnings.append(f"{f.path}: exists and was not written by nodecfg: it is replaced, the original kept in the state dir")
-        writes.append(Operation(Action.WRITE, f.path, CHANGE_CLASS[f.kind], f.kind, f.content, mode, keep_original=foreign or f.kind is FileKind.CONTAINERD_CONFIG))
+            warnings.append(
+                f"{f.path}: exists and was not written by nodecfg: it is replaced, the original kept in the state dir"
+            )
+        writes.append(
+            Operation(
+                Action.WRITE,
+                f.path,
+                CHANGE_CLASS[f.kind],
+                f.kind,
+                f.content,
+                mode,
+                keep_original=foreign or f.kind is FileKind.CONTAINERD_CONFIG,
+            )
+        )
     deletes: list[Operation] = []
     # Stale files nodecfg wrote: hosts.toml first (so nothing points at a missing cert), then certs.
     stale = [p for p in owned if p not in desired_paths and current.get(p, CurrentFile(None)).content is not None]
@@ -145,7 +157,9 @@ def make_plan(
             if ":" in dirname and not dirname.endswith("]"):
                 head, _, port = dirname.rpartition(":")
                 if f"{head}_{port}_" in names:
-                    warnings.append(f"{posixpath.dirname(f.path)}: containerd reads {head}_{port}_/ first, which exists and shadows this directory")
+                    warnings.append(
+                        f"{posixpath.dirname(f.path)}: containerd reads {head}_{port}_/ first, which exists and shadows this directory"
+                    )
     return Plan(tuple(writes + deletes), new_owned, tuple(warnings))
 
 
@@ -165,9 +179,11 @@ _SECRET_HEADER_RE = re.compile(
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Hide credential values in TOML text: by key name, by header name, and every known secret."""
     out_lines = []
-    for line in text.splitlines(keepends=True):
-        line = _SECRET_KEY_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', line)
-        line = _SECRET_HEADER_RE.sub(lambda m: f'{m.group("key")}["{REDACTED}"]', line.rstrip("\n")) + ("\n" if line.endswith("\n") else "")
+    for raw in text.splitlines(keepends=True):
+        line = _SECRET_KEY_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', raw)
+        line = _SECRET_HEADER_RE.sub(lambda m: f'{m.group("key")}["{REDACTED}"]', line.rstrip("\n")) + (
+            "\n" if line.endswith("\n") else ""
+        )
         out_lines.append(line)
     out = "".join(out_lines)
     for s in sorted(secrets, key=len, reverse=True):

@@ -16,9 +16,9 @@ from nodecfg.render.legacy import Legacy, endpoint_to_mirror
 from nodecfg.render.materials import Materials
 from nodecfg.spec import names
 from nodecfg.spec.models import Config, Registry
-from nodecfg.spec.versions import ContainerdTarget, supports_default_namespace, VersionSource
+from nodecfg.spec.versions import ContainerdTarget, VersionSource, supports_default_namespace
 
-__all__ = ["Layout", "Rendered", "RenderError", "render"]
+__all__ = ["Layout", "RenderError", "Rendered", "render"]
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
 
 
@@ -110,7 +110,9 @@ def render(
     warnings += edit.warnings
     legacy = state_legacy.merged(edit.legacy)
     if edit.legacy:
-        warnings.append(f"{where}: legacy registry settings moved to hosts.toml ({', '.join([*edit.legacy.mirrors, *edit.legacy.tls])}): containerd refuses them next to config_path")
+        warnings.append(
+            f"{where}: legacy registry settings moved to hosts.toml ({', '.join([*edit.legacy.mirrors, *edit.legacy.tls])}): containerd refuses them next to config_path"
+        )
 
     registries: dict[str, Registry] = {}
     for key, reg in _legacy_registries(legacy, where, problems, warnings).items():

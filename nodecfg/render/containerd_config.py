@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.container import Container
-from tomlkit.items import InlineTable, Table
+from tomlkit.items import InlineTable
 
 from nodecfg.render.credentials import Auth
 from nodecfg.render.errors import RenderError
@@ -96,11 +95,13 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
     warnings: list[str] = []
     if version >= 3:
         if target < versions.CONFIG_V3:
-            raise RenderError([
-                f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
-                f"containerd {target}: its registry settings would be ignored (pass the right "
-                "--containerd-version, or convert the file to version = 2)"
-            ])
+            raise RenderError(
+                [
+                    f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
+                    f"containerd {target}: its registry settings would be ignored (pass the right "
+                    "--containerd-version, or convert the file to version = 2)"
+                ]
+            )
         chosen = V3_TABLE
     elif version == 2:
         chosen = V2_TABLE
@@ -298,10 +299,12 @@ def edit_containerd_config(
             except tomllib.TOMLDecodeError:
                 pass
         else:
-            raise RenderError([
-                f"{where}: nodecfg could not edit this file without changing other settings (a "
-                "layout it does not handle); nothing was written. Please report the file's layout."
-            ])
+            raise RenderError(
+                [
+                    f"{where}: nodecfg could not edit this file without changing other settings (a "
+                    "layout it does not handle); nothing was written. Please report the file's layout."
+                ]
+            )
     result = expected
     final_registry = _get(result, table) or {}
     final_configs = final_registry.get("configs") or {}

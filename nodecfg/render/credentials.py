@@ -175,11 +175,11 @@ def resolve_credentials(config: Config, materials: Materials) -> tuple[dict[str,
         if host in explicit:
             problems.append(f"{where}.registry: credentials for {host} are already given by {explicit[host]}")
             continue
-        auth = _explicit(c, where, materials, problems)
-        if auth is None:
+        given = _explicit(c, where, materials, problems)
+        if given is None:
             continue
         if host in out:
             warnings.append(f"{where}: credentials for {host} replace those from {out[host].origin}")
         explicit[host] = where
-        out[host] = ResolvedAuth(auth, where)
+        out[host] = ResolvedAuth(given, where)
     return out, problems, warnings

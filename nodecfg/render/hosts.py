@@ -62,7 +62,9 @@ def _with_newline(data: bytes) -> bytes:
 
 
 class _Renderer:
-    def __init__(self, key: str, hosts_dir: str, materials: Materials, target: ContainerdVersion, legacy_tls: Mapping[str, LegacyTLS]) -> None:
+    def __init__(
+        self, key: str, hosts_dir: str, materials: Materials, target: ContainerdVersion, legacy_tls: Mapping[str, LegacyTLS]
+    ) -> None:
         self.key = key
         self.dir = posixpath.join(hosts_dir, names.hosts_dir_name(key))
         self.materials = materials
@@ -88,7 +90,9 @@ class _Renderer:
         if (tls is not None and tls.skipVerify) or (legacy is not None and legacy.skip_verify):
             out["skip_verify"] = True
         if tls is not None and (tls.ca or tls.caFile):
-            data = tls.ca.encode() if tls.ca else _material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
+            data = (
+                tls.ca.encode() if tls.ca else _material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
+            )
             if data is not None:
                 if not _pem(data, PEM_CERT_MARK):
                     self.problems.append(f"{ep.location}.caFile: {tls.caFile!r} holds no PEM certificate")
@@ -97,7 +101,11 @@ class _Renderer:
             out["ca"] = legacy.ca_file
         if tls is not None and tls.clientCertFile:
             cert = _material(self.materials, tls.clientCertFile, f"{ep.location}.clientCertFile", self.problems)
-            key = _material(self.materials, tls.clientKeyFile, f"{ep.location}.clientKeyFile", self.problems) if tls.clientKeyFile else None
+            key = (
+                _material(self.materials, tls.clientKeyFile, f"{ep.location}.clientKeyFile", self.problems)
+                if tls.clientKeyFile
+                else None
+            )
             if cert is not None and not _pem(cert, PEM_CERT_MARK):
                 self.problems.append(f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no PEM certificate")
             if tls.clientKeyFile is None:
@@ -149,7 +157,15 @@ class _Renderer:
     def render(self, reg: Registry) -> None:
         loc = f"registries.{self.key!r}"
         mirrors = [
-            _Endpoint(m.normalized_url(), m, tuple(m.capabilities), m.overridePath, m.dialTimeout, f"mirror{i + 1}-", f"{loc}.mirrors[{i}]")
+            _Endpoint(
+                m.normalized_url(),
+                m,
+                tuple(m.capabilities),
+                m.overridePath,
+                m.dialTimeout,
+                f"mirror{i + 1}-",
+                f"{loc}.mirrors[{i}]",
+            )
             for i, m in enumerate(reg.mirrors)
         ]
         if reg.fallback:

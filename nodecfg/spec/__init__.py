@@ -1,0 +1,1 @@
+"""Spec (pure): the input format's models and loaders."""

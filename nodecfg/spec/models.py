@@ -138,7 +138,7 @@ class Mirror(EndpointTLS):
         "containerd does not append `/v2` (hosts.toml `override_path`).",
     )
     capabilities: Annotated[list[Capability], BeforeValidator(_lower_capabilities)] = Field(
-        default_factory=lambda: ["pull", "resolve"],
+        default_factory=lambda: list[Capability](["pull", "resolve"]),
         min_length=1,
         description="What the mirror is used for: `pull` (fetch by digest), `resolve` (tag to "
         "digest), `push`, `referrers` (rendered only for containerd >= 2.2).",
@@ -195,7 +195,9 @@ class Mirror(EndpointTLS):
 class Registry(EndpointTLS):
     """How containerd reaches one registry (the host part of image references), or `*`."""
 
-    mirrors: Annotated[list[Mirror], BeforeValidator(lambda v: [_mirror_shorthand(x) for x in v] if isinstance(v, list) else v)] = Field(
+    mirrors: Annotated[
+        list[Mirror], BeforeValidator(lambda v: [_mirror_shorthand(x) for x in v] if isinstance(v, list) else v)
+    ] = Field(
         default_factory=list,
         description="Mirrors tried in order before the registry itself.",
     )
@@ -207,7 +209,7 @@ class Registry(EndpointTLS):
     )
     plainHTTP: bool = Field(
         default=False,
-        description="The registry itself speaks plain HTTP (`server = \"http://...\"`).",
+        description='The registry itself speaks plain HTTP (`server = "http://..."`).',
     )
 
     @model_validator(mode="after")
@@ -256,8 +258,7 @@ class Credential(_Strict):
     )
     passwordFile: str | None = Field(
         default=None,
-        description="Path of a file holding the password or token (one trailing newline is "
-        "dropped).",
+        description="Path of a file holding the password or token (one trailing newline is dropped).",
     )
 
     @model_validator(mode="after")
@@ -269,9 +270,7 @@ class Credential(_Strict):
             )
         if self.dockerConfigJSON is not None:
             extra = [
-                n
-                for n in ("registry", "username", "usernameFile", "password", "passwordFile")
-                if getattr(self, n) is not None
+                n for n in ("registry", "username", "usernameFile", "password", "passwordFile") if getattr(self, n) is not None
             ]
             if extra:
                 raise ValueError(f"dockerConfigJSON cannot be combined with {', '.join(extra)}")

@@ -41,8 +41,7 @@ def _check_host(host: str) -> None:
         raise NameError_(f"host is longer than {MAX_HOST_LENGTH} characters")
     if not _HOSTNAME_RE.match(host):
         raise NameError_(
-            "must be a host name or IPv4 address (letters, digits, '-' and '.'), "
-            "optionally with :port, or [IPv6]:port"
+            "must be a host name or IPv4 address (letters, digits, '-' and '.'), optionally with :port, or [IPv6]:port"
         )
 
 
@@ -98,7 +97,7 @@ def hosts_dir_name(key: str) -> str:
 
 
 def host_port_dir_name(key: str) -> str | None:
-    """containerd's first candidate for a `host:port` namespace: `host_port_` (hosts.go hostPaths).
+    """Containerd's first candidate for a `host:port` namespace: `host_port_` (hosts.go hostPaths).
 
     A directory of that name shadows the literal `host:port` one, so callers warn about it.
     """
@@ -114,5 +113,5 @@ def auth_host(registry: str) -> str:
 
 
 def default_upstream(registry: str) -> str:
-    """containerd's implicit upstream host for a namespace (docker.io -> registry-1.docker.io)."""
+    """Containerd's implicit upstream host for a namespace (docker.io -> registry-1.docker.io)."""
     return DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry

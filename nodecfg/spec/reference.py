@@ -65,7 +65,14 @@ def generate() -> str:
         "",
     ]
     for title, model in SECTIONS:
-        lines += [f"## {title}", "", (model.__doc__ or "").strip(), "", "| field | type | default | description |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"## {title}",
+            "",
+            (model.__doc__ or "").strip(),
+            "",
+            "| field | type | default | description |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, field in model.model_fields.items():
             desc = (field.description or "").replace("|", "\\|")
             lines.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | {desc} |")
