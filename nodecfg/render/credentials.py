@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from nodecfg.render.materials import Materials, Secret
+from nodecfg.render.materials import Materials, Secret, material
 from nodecfg.spec import names
 from nodecfg.spec.models import ENV_REF_RE, Config, Credential
 
@@ -38,12 +38,8 @@ class ResolvedAuth:
 
 
 def _text_file(materials: Materials, path: str, where: str, problems: list[str]) -> str | None:
-    if path in materials.unreadable:
-        problems.append(f"{where}: cannot read {path!r}: {materials.unreadable[path]}")
-        return None
-    data = materials.files.get(path)
+    data = material(materials, path, where, problems)
     if data is None:
-        problems.append(f"{where}: cannot read {path!r}: not found")
         return None
     try:
         text = data.decode("utf-8")

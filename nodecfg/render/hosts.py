@@ -16,7 +16,7 @@ import tomlkit
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import DesiredFile, FileKind
 from nodecfg.render.legacy import LegacyTLS
-from nodecfg.render.materials import Materials
+from nodecfg.render.materials import Materials, material
 from nodecfg.spec import names, versions
 from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
@@ -45,16 +45,6 @@ class _Endpoint:
 
 def _pem(data: bytes, mark: str) -> bool:
     return mark.encode() in data
-
-
-def _material(materials: Materials, path: str, where: str, problems: list[str]) -> bytes | None:
-    if path in materials.unreadable:
-        problems.append(f"{where}: cannot read {path!r}: {materials.unreadable[path]}")
-        return None
-    data = materials.files.get(path)
-    if data is None:
-        problems.append(f"{where}: cannot read {path!r}: not found")
-    return data
 
 
 def _with_newline(data: bytes) -> bytes:
@@ -91,7 +81,7 @@ class _Renderer:
             out["skip_verify"] = True
         if tls is not None and (tls.ca or tls.caFile):
             data = (
-                tls.ca.encode() if tls.ca else _material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
+                tls.ca.encode() if tls.ca else material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
             )
             if data is not None:
                 if not _pem(data, PEM_CERT_MARK):
@@ -100,9 +90,9 @@ class _Renderer:
         elif legacy is not None and legacy.ca_file:
             out["ca"] = legacy.ca_file
         if tls is not None and tls.clientCertFile:
-            cert = _material(self.materials, tls.clientCertFile, f"{ep.location}.clientCertFile", self.problems)
+            cert = material(self.materials, tls.clientCertFile, f"{ep.location}.clientCertFile", self.problems)
             key = (
-                _material(self.materials, tls.clientKeyFile, f"{ep.location}.clientKeyFile", self.problems)
+                material(self.materials, tls.clientKeyFile, f"{ep.location}.clientKeyFile", self.problems)
                 if tls.clientKeyFile
                 else None
             )

@@ -39,6 +39,17 @@ class Materials:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+def material(materials: Materials, path: str, where: str, problems: list[str]) -> bytes | None:
+    """Content of a referenced file, or None with a problem naming the field and path."""
+    if path in materials.unreadable:
+        problems.append(f"{where}: cannot read {path!r}: {materials.unreadable[path]}")
+        return None
+    data = materials.files.get(path)
+    if data is None:
+        problems.append(f"{where}: cannot read {path!r}: not found")
+    return data
+
+
 @dataclass(frozen=True)
 class FileRef:
     """One file the input refers to: where in the input, the path, and whether it is secret."""
