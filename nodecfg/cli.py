@@ -142,20 +142,24 @@ def _diffs(p: Prepared) -> list[dict[str, Any]]:
     return out
 
 
+def _warnings(p: Prepared) -> list[str]:
+    return [redact(w, p.rendered.secrets) for w in (*p.rendered.warnings, *p.plan.warnings)]
+
+
 def _report(p: Prepared) -> dict[str, Any]:
     return {
         "target": {"containerd": str(p.rendered.target.version), "source": p.rendered.target.source.value},
         "inSync": not p.plan.operations,
         "restartRequired": p.plan.restart_required,
         "summary": p.plan.summary(),
-        "warnings": [redact(w, p.rendered.secrets) for w in (*p.rendered.warnings, *p.plan.warnings)],
+        "warnings": _warnings(p),
         "operations": _diffs(p),
     }
 
 
 def _print_warnings(p: Prepared, err: TextIO) -> None:
-    for w in (*p.rendered.warnings, *p.plan.warnings):
-        print(f"warning: {redact(w, p.rendered.secrets)}", file=err)
+    for w in _warnings(p):
+        print(f"warning: {w}", file=err)
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -233,7 +237,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check the input, the files it names and the node's config.toml; change nothing."""
     p = prepare(_paths(args), args.config, args.containerd_version)
     if args.output == "json":
-        json.dump({"valid": True, "registries": sorted(p.config.registries), "warnings": _report(p)["warnings"]}, out, indent=2)
+        json.dump({"valid": True, "registries": sorted(p.config.registries), "warnings": _warnings(p)}, out, indent=2)
         out.write("\n")
         return EXIT_OK
     _print_warnings(p, err)

@@ -8,7 +8,7 @@ import pytest
 
 from nodecfg.render import Layout, RenderError, render
 from nodecfg.render.files import FileKind
-from nodecfg.render.hosts import check_hosts_toml
+from nodecfg.render.hosts import check_hosts_toml, kind_of_file_name
 from nodecfg.render.legacy import Legacy
 from nodecfg.render.materials import Materials
 from nodecfg.spec.loader import load_config
@@ -163,3 +163,17 @@ def test_check_hosts_toml_flags_what_containerd_1_6_ignores():
     assert check_hosts_toml('[host."https://m"]\ncapabilities = ["pull", "referrers"]\n', v) == [
         "host.'https://m': unknown capability 'referrers' for containerd 1.6.20"
     ]
+
+
+def test_kind_of_every_rendered_file_is_known_from_its_name():
+    # Stale files are known only by path; their kind (and so delete order and diff redaction) must
+    # follow from the names the renderer gives them.
+    y = (
+        "version: 1\nregistries:\n  r.example:\n    caFile: /s/ca\n    clientCertFile: /s/both\n"
+        "    mirrors:\n      - {url: m.example, caFile: /s/ca, clientCertFile: /s/crt, clientKeyFile: /s/key}\n"
+    )
+    files, _ = hosts(y, files={"/s/ca": CA, "/s/both": CA + KEY, "/s/crt": CA, "/s/key": KEY})
+    kinds = {name.rsplit("/", 1)[-1]: f.kind for name, f in files.items()}
+    assert set(kinds.values()) == {FileKind.HOSTS, FileKind.CA, FileKind.CLIENT_CERT, FileKind.CLIENT_KEY}
+    for name, kind in kinds.items():
+        assert kind_of_file_name(name) is kind, name

@@ -135,3 +135,9 @@ def test_bad_duration_and_capability():
     ps = problems(text)
     assert any("capabilities[1]" in p and "'fetch'" in p for p in ps)
     assert any("dialTimeout" in p and "'5 minutes'" in p for p in ps)
+
+
+def test_secret_header_values_never_echoed():
+    [p] = problems("version: 1\nregistries:\n  r.example:\n    headers: {Authorization: [987654321]}\n")
+    assert p.startswith('4: registries."r.example".headers.Authorization[0]: ')
+    assert "987654321" not in p and "<redacted>" in p

@@ -54,9 +54,7 @@ def _keep_original(paths: NodePaths, state: State, host: str) -> State:
     return state.with_changes(originals={**state.originals, host: Original(name, info.mode)})
 
 
-def apply_plan(
-    plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy_json: dict[str, object] | None = None
-) -> State:
+def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy: Legacy) -> State:
     """Carry out `plan`; return the state saved afterwards."""
     real_state = paths.real(paths.state_dir)
     os.makedirs(real_state, mode=0o700, exist_ok=True)
@@ -83,7 +81,7 @@ def apply_plan(
         owned=dict(plan.owned),
         dirs=tuple(sorted(dirs)),
         auth_hosts=auth_hosts,
-        legacy=Legacy.from_json(legacy_json) if legacy_json is not None else state.legacy,
+        legacy=legacy,
     )
     journal = {"renames": renames, "deletes": deletes, "dirs": sorted(dirs), "state": new_state.to_json()}
     atomic_write(os.path.join(real_state, JOURNAL), json.dumps(journal).encode(), 0o600)

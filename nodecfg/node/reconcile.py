@@ -68,7 +68,7 @@ def apply(prepared: Prepared) -> State:
         prepared.paths,
         prepared.state,
         auth_hosts=prepared.rendered.config.auth_hosts,
-        legacy_json=prepared.rendered.config.legacy.to_json(),
+        legacy=prepared.rendered.config.legacy,
     )
 
 

@@ -31,7 +31,6 @@ class State:
     auth_hosts: frozenset[str] = frozenset()
     legacy: Legacy = field(default_factory=Legacy)
     originals: dict[str, Original] = field(default_factory=dict)
-    last_apply: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for state.json."""
@@ -42,7 +41,6 @@ class State:
             "authHosts": sorted(self.auth_hosts),
             "legacy": self.legacy.to_json(),
             "originals": {p: {"backup": o.backup, "mode": o.mode} for p, o in sorted(self.originals.items())},
-            "lastApply": self.last_apply,
         }
 
     @classmethod
@@ -54,7 +52,6 @@ class State:
             auth_hosts=frozenset(data.get("authHosts", ())),
             legacy=Legacy.from_json(data.get("legacy") or {}),
             originals={str(p): Original(o.get("backup"), o.get("mode")) for p, o in data.get("originals", {}).items()},
-            last_apply=dict(data.get("lastApply") or {}),
         )
 
     def with_changes(self, **kw: Any) -> State:

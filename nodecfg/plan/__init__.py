@@ -12,7 +12,7 @@ from enum import Enum
 
 from nodecfg.render import Rendered
 from nodecfg.render.files import FileKind
-from nodecfg.render.hosts import is_owned_hosts_toml
+from nodecfg.render.hosts import is_owned_hosts_toml, kind_of_file_name
 
 
 class ChangeClass(str, Enum):
@@ -97,15 +97,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _kind_of_path(path: str) -> FileKind:
-    name = posixpath.basename(path)
-    if name == "hosts.toml":
-        return FileKind.HOSTS
-    if name.endswith(".key") or name.endswith("client.pem"):
-        return FileKind.CLIENT_KEY
-    return FileKind.CA if name.endswith("ca.pem") else FileKind.CLIENT_CERT
-
-
 def make_plan(
     rendered: Rendered,
     current: Mapping[str, CurrentFile],
@@ -147,8 +138,8 @@ def make_plan(
     deletes: list[Operation] = []
     # Stale files nodecfg wrote: hosts.toml first (so nothing points at a missing cert), then certs.
     stale = [p for p in owned if p not in desired_paths and current.get(p, CurrentFile(None)).content is not None]
-    for path in sorted(stale, key=lambda p: (_kind_of_path(p) is not FileKind.HOSTS, p)):
-        kind = _kind_of_path(path)
+    for path in sorted(stale, key=lambda p: (kind_of_file_name(posixpath.basename(p)) is not FileKind.HOSTS, p)):
+        kind = kind_of_file_name(posixpath.basename(path))
         deletes.append(Operation(Action.DELETE, path, CHANGE_CLASS[kind], kind))
     names = set(hosts_dir_entries)
     for f in rendered.files:

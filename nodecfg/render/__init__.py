@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -137,7 +136,7 @@ def render(
                     "(containerd reads one hosts directory per registry)"
                 )
     try:
-        files, hosts_warnings, _ = render_hosts(
+        files, hosts_warnings = render_hosts(
             registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
         )
     except RenderError as e:
@@ -152,8 +151,3 @@ def render(
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()])
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
     return Rendered((*files, config_file), edit, target, tuple(warnings), secrets)
-
-
-def registries_of(rendered: Rendered) -> Mapping[str, str]:
-    """Hosts directory of each rendered hosts.toml (for summaries)."""
-    return {f.path: f.path.rsplit("/", 2)[-2] for f in rendered.files if f.kind is FileKind.HOSTS}

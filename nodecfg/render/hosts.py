@@ -25,6 +25,23 @@ from nodecfg.spec.versions import ContainerdVersion
 OWNER_MARK = "# Managed by nodecfg"
 HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
 KNOWN_CAPABILITIES = ("pull", "resolve", "push")
+# The files nodecfg writes in a registry's directory (mirrors prefix them with `mirror<N>-`).
+# Names ending in .pem/.cert/.key keep Docker's cert-dir loader (used when hosts.toml fails to
+# parse, reference 1.6) from treating them as `*.crt` CAs.
+HOSTS_TOML = "hosts.toml"
+CA_FILE = "ca.pem"
+CLIENT_CERT_FILE = "client.cert"
+CLIENT_KEY_FILE = "client.key"
+CLIENT_COMBINED_FILE = "client.pem"  # certificate and key in one file: secret
+
+
+def kind_of_file_name(name: str) -> FileKind:
+    """What a file nodecfg wrote is, from its name (for stale files known only by their path)."""
+    if name == HOSTS_TOML:
+        return FileKind.HOSTS
+    if name.endswith((CLIENT_KEY_FILE, CLIENT_COMBINED_FILE)):
+        return FileKind.CLIENT_KEY
+    return FileKind.CA if name.endswith(CA_FILE) else FileKind.CLIENT_CERT
 
 
 def is_owned_hosts_toml(content: bytes) -> bool:
@@ -86,7 +103,7 @@ class _Renderer:
             if data is not None:
                 if not _pem(data, PEM_CERT_MARK):
                     self.problems.append(f"{ep.location}.caFile: {tls.caFile!r} holds no PEM certificate")
-                out["ca"] = self._file(f"{ep.file_prefix}ca.pem", data, FileKind.CA)
+                out["ca"] = self._file(f"{ep.file_prefix}{CA_FILE}", data, FileKind.CA)
         elif legacy is not None and legacy.ca_file:
             out["ca"] = legacy.ca_file
         if tls is not None and tls.clientCertFile:
@@ -104,13 +121,13 @@ class _Renderer:
                         f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no private key; set clientKeyFile"
                     )
                 if cert is not None:
-                    out["client"] = self._file(f"{ep.file_prefix}client.pem", cert, FileKind.CLIENT_KEY)
+                    out["client"] = self._file(f"{ep.file_prefix}{CLIENT_COMBINED_FILE}", cert, FileKind.CLIENT_KEY)
             elif cert is not None and key is not None:
                 if not _pem(key, "PRIVATE KEY-----"):
                     self.problems.append(f"{ep.location}.clientKeyFile: {tls.clientKeyFile!r} holds no PEM private key")
                 pair = [
-                    self._file(f"{ep.file_prefix}client.cert", cert, FileKind.CLIENT_CERT),
-                    self._file(f"{ep.file_prefix}client.key", key, FileKind.CLIENT_KEY),
+                    self._file(f"{ep.file_prefix}{CLIENT_CERT_FILE}", cert, FileKind.CLIENT_CERT),
+                    self._file(f"{ep.file_prefix}{CLIENT_KEY_FILE}", key, FileKind.CLIENT_KEY),
                 ]
                 out["client"] = [pair]
         elif legacy is not None and legacy.cert_file:
@@ -189,7 +206,7 @@ class _Renderer:
         doc["host"] = host_table
         text = doc.as_string()
         self.problems.extend(f"{self.dir}/hosts.toml (rendered): {p}" for p in check_hosts_toml(text, self.target))
-        self._file("hosts.toml", text.encode(), FileKind.HOSTS)
+        self._file(HOSTS_TOML, text.encode(), FileKind.HOSTS)
 
 
 def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:
@@ -239,8 +256,8 @@ def render_hosts(
     materials: Materials,
     target: ContainerdVersion,
     legacy_tls: Mapping[str, LegacyTLS],
-) -> tuple[list[DesiredFile], list[str], list[str]]:
-    """hosts.toml and cert files for every registry; returns (files, warnings, problems)."""
+) -> tuple[list[DesiredFile], list[str]]:
+    """hosts.toml and cert files for every registry; returns (files, warnings); RenderError lists problems."""
     files: list[DesiredFile] = []
     warnings: list[str] = []
     problems: list[str] = []
@@ -252,4 +269,4 @@ def render_hosts(
         problems.extend(r.problems)
     if problems:
         raise RenderError(problems)
-    return files, warnings, problems
+    return files, warnings

@@ -17,6 +17,8 @@ from nodecfg.spec.models import Config
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 # Fields whose value must never be echoed in an error message.
 SECRET_FIELDS = frozenset({"password", "auth", "identitytoken", "identityToken"})
+# Header names whose values are credentials (compared case-insensitively).
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
 PathT = tuple[str | int, ...]
 
 
@@ -103,7 +105,7 @@ def format_location(path: PathT) -> str:
 
 
 def _show_value(path: PathT, value: Any) -> str:
-    if any(isinstance(p, str) and p in SECRET_FIELDS for p in path):
+    if any(isinstance(p, str) and (p in SECRET_FIELDS or p.lower() in SECRET_HEADERS) for p in path):
         return "<redacted>"
     if isinstance(value, (dict, list)):
         return ""
@@ -152,8 +154,12 @@ def load_config(text: str | bytes, source: str = "registries.yaml") -> Config:
     if len(text) > MAX_INPUT_BYTES:
         raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()  # one parse: the node tree gives lines, then values
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
