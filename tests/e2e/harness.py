@@ -1,0 +1,467 @@
+"""Real parts for end-to-end tests: containerd 1.6, docker-registry, skopeo, openssl, /etc/hosts names.
+
+Everything listens on 127.0.0.1 on ports chosen here, lives under temp dirs, and is stopped by its
+own pid. Registries get names that are not loopback literals (containerd talks plain HTTP and skips
+TLS checks for 127.0.0.1 and localhost, which would make HTTP/TLS tests pass with no config at all).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import http.server
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodecfg.node.cri import CRIClient, CRIError
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = "containerd docker-registry skopeo apache2-utils openssl"
+INSTALL = f"apt-get update && apt-get install -y {PACKAGES}"
+BINARIES = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "docker-registry": "docker-registry",
+    "skopeo": "skopeo",
+    "htpasswd": "apache2-utils",
+    "openssl": "openssl",
+}
+HOSTS_FILE = "/etc/hosts"
+
+
+def missing_binaries() -> list[str]:
+    """Debian packages whose binaries are not on PATH."""
+    return sorted({pkg for exe, pkg in BINARIES.items() if shutil.which(exe) is None})
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 15.0) -> None:
+    """Until something accepts on 127.0.0.1:port; fail early with the log if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; always reaps the process."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for child processes: no proxy settings, so nothing leaves loopback."""
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+# --------------------------------------------------------------------------------------------
+# Names: lines in /etc/hosts, added for the session and removed afterwards.
+
+
+@contextmanager
+def hosts_entries(names: list[str]) -> Iterator[None]:
+    """Resolve `names` to 127.0.0.1 through a marked block in /etc/hosts (edited in place, since
+    /etc/hosts is often a bind mount that cannot be renamed over)."""
+    marker = f"# nodecfg-e2e {os.getpid()}"
+    block = f"{marker} begin\n" + "".join(f"127.0.0.1 {n}\n" for n in names) + f"{marker} end\n"
+    with open(HOSTS_FILE, "r+", encoding="utf-8") as f:
+        text = f.read()
+        f.seek(0)
+        f.write(text + ("" if text.endswith("\n") or not text else "\n") + block)
+        f.truncate()
+    try:
+        yield
+    finally:
+        with open(HOSTS_FILE, "r+", encoding="utf-8") as f:
+            text = f.read()
+            kept, skipping = [], False
+            for line in text.splitlines(keepends=True):
+                if line.startswith(f"{marker} begin"):
+                    skipping = True
+                elif line.startswith(f"{marker} end"):
+                    skipping = False
+                elif not skipping:
+                    kept.append(line)
+            f.seek(0)
+            f.write("".join(kept))
+            f.truncate()
+
+
+# --------------------------------------------------------------------------------------------
+# Certificates.
+
+
+@dataclass(frozen=True)
+class PKI:
+    """A CA, a server certificate for every test name, and a client certificate, as PEM files."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path  # a CA that signed nothing here: trusting it must not be enough
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+def make_pki(d: Path, names: list[str]) -> PKI:
+    """Generate the certificates with the openssl CLI (RSA 2048, 2 days)."""
+    d.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=nodecfg e2e {ca}",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout", d / f"{ca}.key", "-out", d / f"{ca}.pem",
+        )  # fmt: skip
+    san = ",".join([f"DNS:{n}" for n in names] + ["IP:127.0.0.1"])
+    for leaf, usage, ext in (("server", "serverAuth", f"subjectAltName={san}"), ("client", "clientAuth", "")):
+        _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=nodecfg e2e {leaf}",
+                 "-keyout", d / f"{leaf}.key", "-out", d / f"{leaf}.csr")  # fmt: skip
+        extfile = d / f"{leaf}.ext"
+        extfile.write_text(f"extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n" + (ext + "\n" if ext else ""))
+        _openssl("x509", "-req", "-in", d / f"{leaf}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", extfile, "-out", d / f"{leaf}.pem")  # fmt: skip
+    return PKI(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key", d / "other-ca.pem")
+
+
+# --------------------------------------------------------------------------------------------
+# Registries.
+
+
+@dataclass
+class Registry:
+    """One docker-registry process (CNCF distribution 2.8) on 127.0.0.1."""
+
+    name: str  # the /etc/hosts name the tests use, e.g. "plain.test"
+    port: int
+    tls: bool
+    user: str | None = None
+    password: str | None = None
+    client_certs: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def host(self) -> str:
+        """host:port as it appears in image references and hosts.toml."""
+        return f"{self.name}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def requests(self) -> str:
+        """The registry's log so far (every request is logged)."""
+        return self.log.read_text() if self.log else ""
+
+
+def start_registry(d: Path, reg: Registry, pki: PKI) -> Registry:
+    """Write a config for `reg` under `d` and start it."""
+    d.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "version: 0.1",
+        "log: {level: info, accesslog: {disabled: false}}",
+        f"storage: {{filesystem: {{rootdirectory: {d / 'data'}}}, delete: {{enabled: true}}}}",
+        "http:",
+        f"  addr: 127.0.0.1:{reg.port}",
+        "  secret: nodecfg-e2e-not-a-secret",
+    ]
+    if reg.tls:
+        lines += ["  tls:", f"    certificate: {pki.server_cert}", f"    key: {pki.server_key}"]
+        if reg.client_certs:
+            lines += ["    clientcas:", f"      - {pki.ca}"]
+    if reg.user:
+        htpasswd = d / "htpasswd"
+        entry = subprocess.run(
+            ["htpasswd", "-Bbn", reg.user, reg.password or ""], check=True, capture_output=True, text=True
+        ).stdout
+        htpasswd.write_text(entry)
+        lines += ["auth:", "  htpasswd:", "    realm: nodecfg-e2e", f"    path: {htpasswd}"]
+    (d / "config.yml").write_text("\n".join(lines) + "\n")
+    reg.log = d / "registry.log"
+    with open(reg.log, "wb") as log:
+        reg.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(d / "config.yml")], stdout=log, stderr=subprocess.STDOUT, env=clean_env()
+        )
+    wait_for_port(reg.port, reg.proc, reg.log)
+    return reg
+
+
+class RecordingProxy:
+    """A plain-HTTP reverse proxy in front of a registry that records every request's headers."""
+
+    def __init__(self, name: str, upstream: Registry) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                proxy.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                conn = http.client.HTTPConnection("127.0.0.1", upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                length = resp.getheader("content-length") if self.command == "HEAD" else str(len(body))
+                self.send_header("Content-Length", length or "0")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                conn.close()
+
+            do_GET = do_HEAD = _forward
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+# --------------------------------------------------------------------------------------------
+# Images: an OCI layout written by hand, pushed with skopeo.
+
+
+def _goarch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
+
+
+@dataclass(frozen=True)
+class Image:
+    """What a pull can be checked against: CRI's image_ref is the config digest (the image id)."""
+
+    id: str
+    manifest_digest: str
+
+
+def _blob(layout: Path, data: bytes) -> tuple[str, int]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest.split(":")[1]).write_bytes(data)
+    return digest, len(data)
+
+
+def build_oci_layout(layout: Path, tag: str, content: str) -> Image:
+    """A one-layer image whose only file, /served-by, holds `content` (so each image is unique)."""
+    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        data = content.encode()
+        info = tarfile.TarInfo("served-by")
+        info.size, info.mode, info.mtime = len(data), 0o644, 0
+        tar.addfile(info, io.BytesIO(data))
+    layer_tar = raw.getvalue()
+    layer_digest, layer_size = _blob(layout, gzip.compress(layer_tar, mtime=0))
+    config = {
+        "architecture": _goarch(),
+        "os": "linux",
+        "config": {"Env": ["PATH=/"], "Labels": {"nodecfg.e2e": content}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
+    }
+    config_digest, config_size = _blob(layout, json.dumps(config, sort_keys=True).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size}],
+    }
+    manifest_digest, manifest_size = _blob(layout, json.dumps(manifest, sort_keys=True).encode())
+    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
+    index["manifests"] = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] != tag]
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }
+    )
+    index_path.write_text(json.dumps(index))
+    return Image(config_digest, manifest_digest)
+
+
+def push(layout: Path, tag: str, reg: Registry, repo: str, pki: PKI) -> None:
+    """skopeo copy from the layout to `reg` (addressed by 127.0.0.1, TLS not verified for the push)."""
+    cmd = ["skopeo", "copy", "--insecure-policy", "--quiet", f"oci:{layout}:{tag}", f"docker://127.0.0.1:{reg.port}/{repo}"]
+    cmd += ["--dest-tls-verify=false"]
+    if reg.user:
+        cmd += ["--dest-creds", f"{reg.user}:{reg.password}"]
+    if reg.client_certs:
+        certs = layout.parent / f"skopeo-certs-{reg.name}"
+        certs.mkdir(exist_ok=True)
+        shutil.copy(pki.client_cert, certs / "client.cert")
+        shutil.copy(pki.client_key, certs / "client.key")
+        cmd += ["--dest-cert-dir", str(certs)]
+    subprocess.run(cmd, check=True, capture_output=True, env=clean_env(), timeout=120)
+
+
+# --------------------------------------------------------------------------------------------
+# containerd.
+
+
+@dataclass
+class Containerd:
+    """A containerd with its own root, state, sockets and config.toml under `d`."""
+
+    d: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.d / "containerd.log"
+
+    @property
+    def config(self) -> Path:
+        return self.d / "config.toml"
+
+    @property
+    def socket(self) -> str:
+        return str(self.d / "c.sock")
+
+    def base_config(self, extra: str = "") -> str:
+        """The config.toml a node starts with: Debian's shape, pointed at this test's dirs."""
+        return (
+            "version = 2\n"
+            f'root = "{self.d}/root"\nstate = "{self.d}/state"\n'
+            f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
+            f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.d}/opt"\n'
+            # The native snapshotter works on any filesystem (overlayfs does not inside every sandbox).
+            '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n' + extra
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start and wait until the CRI API answers (whether or not the CRI plugin is healthy)."""
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["containerd", "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT, env=clean_env()
+            )
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if os.path.exists(self.socket):
+                with CRIClient(self.socket, timeout=1) as c:
+                    try:
+                        c.version()
+                        return
+                    except CRIError as e:
+                        if e.code == "UNIMPLEMENTED":
+                            return  # containerd is up, its CRI plugin failed: the caller checks health
+            time.sleep(0.02)
+        raise TimeoutError(f"containerd did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cri(self) -> CRIClient:
+        return CRIClient(self.socket, timeout=60)
+
+    def plugin_status(self, plugin_id: str = "cri") -> str:
+        """STATUS column of `ctr plugins ls id==<plugin_id>` (ok, error, skip)."""
+        out = subprocess.run(
+            ["ctr", "-a", self.socket, "plugins", "ls", f"id=={plugin_id}"], check=True, capture_output=True, text=True
+        ).stdout
+        rows = out.strip().splitlines()[1:]
+        return rows[0].split()[-1] if rows else "missing"
+
+    def ctr_pull(self, ref: str, hosts_dir: Path) -> subprocess.CompletedProcess[str]:
+        """`ctr images pull --hosts-dir`: reads hosts.toml only, never config.toml."""
+        return subprocess.run(
+            ["ctr", "-a", self.socket, "-n", "nodecfg-e2e-ctr", "images", "pull", "--snapshotter", "native",
+             "--hosts-dir", str(hosts_dir), ref],
+            capture_output=True, text=True, env=clean_env(), timeout=120, check=False,
+        )  # fmt: skip
+
+    def ctr_image_digest(self, ref: str) -> str | None:
+        out = subprocess.run(
+            ["ctr", "-a", self.socket, "-n", "nodecfg-e2e-ctr", "images", "ls", f"name=={ref}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        for line in out.splitlines()[1:]:
+            parts = line.split()
+            if parts and parts[0] == ref:
+                return next((p for p in parts if p.startswith("sha256:")), None)
+        return None
+
+
+def run_nodecfg(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command line, as a separate process (what an admin or a unit file runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nodecfg", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**clean_env(), **(env or {})},
+        cwd=REPO,
+        timeout=120,
+    )
