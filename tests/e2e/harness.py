@@ -23,10 +23,12 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from nodecfg.node.cri import CRIClient, CRIError
 
@@ -42,6 +44,7 @@ BINARIES = {
     "openssl": "openssl",
 }
 HOSTS_FILE = "/etc/hosts"
+HOSTS_MARK = "# nodecfg-e2e "
 
 
 def missing_binaries() -> list[str]:
@@ -91,33 +94,47 @@ def clean_env() -> dict[str, str]:
 # Names: lines in /etc/hosts, added for the session and removed afterwards.
 
 
+def _without_blocks(text: str, keep: Callable[[int], bool]) -> str:
+    """`text` minus every marked block whose owner pid `keep` rejects."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(HOSTS_MARK) and line.rstrip().endswith(" begin"):
+            pid = line[len(HOSTS_MARK) :].split()[0]
+            skipping = not (pid.isdigit() and keep(int(pid)))
+            if not skipping:
+                out.append(line)
+        elif skipping:
+            skipping = not (line.startswith(HOSTS_MARK) and line.rstrip().endswith(" end"))
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def _rewrite_hosts(change: Callable[[str], str]) -> None:
+    # In place: /etc/hosts is often a bind mount that cannot be renamed over.
+    with open(HOSTS_FILE, "r+", encoding="utf-8") as f:
+        text = change(f.read())
+        f.seek(0)
+        f.write(text)
+        f.truncate()
+
+
 @contextmanager
 def hosts_entries(names: list[str]) -> Iterator[None]:
-    """Resolve `names` to 127.0.0.1 through a marked block in /etc/hosts (edited in place, since
-    /etc/hosts is often a bind mount that cannot be renamed over)."""
-    marker = f"# nodecfg-e2e {os.getpid()}"
-    block = f"{marker} begin\n" + "".join(f"127.0.0.1 {n}\n" for n in names) + f"{marker} end\n"
-    with open(HOSTS_FILE, "r+", encoding="utf-8") as f:
-        text = f.read()
-        f.seek(0)
-        f.write(text + ("" if text.endswith("\n") or not text else "\n") + block)
-        f.truncate()
+    """Resolve `names` to 127.0.0.1 through a marked block in /etc/hosts, removed afterwards.
+    Blocks left by sessions that were killed (their pid is gone) are removed first."""
+    me = os.getpid()
+    block = f"{HOSTS_MARK}{me} begin\n" + "".join(f"127.0.0.1 {n}\n" for n in names) + f"{HOSTS_MARK}{me} end\n"
+
+    def add(text: str) -> str:
+        text = _without_blocks(text, psutil.pid_exists)
+        return text + ("" if text.endswith("\n") or not text else "\n") + block
+
+    _rewrite_hosts(add)
     try:
         yield
     finally:
-        with open(HOSTS_FILE, "r+", encoding="utf-8") as f:
-            text = f.read()
-            kept, skipping = [], False
-            for line in text.splitlines(keepends=True):
-                if line.startswith(f"{marker} begin"):
-                    skipping = True
-                elif line.startswith(f"{marker} end"):
-                    skipping = False
-                elif not skipping:
-                    kept.append(line)
-            f.seek(0)
-            f.write("".join(kept))
-            f.truncate()
+        _rewrite_hosts(lambda text: _without_blocks(text, lambda pid: pid != me))
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,14 +246,15 @@ class RecordingProxy:
     def __init__(self, name: str, upstream: Registry) -> None:
         self.name = name
         self.upstream = upstream
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.seen: list[tuple[str, str, dict[str, list[str]]]] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
-                proxy.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                seen = {k.lower(): self.headers.get_all(k) or [] for k in self.headers}
+                proxy.seen.append((self.command, self.path, seen))
                 conn = http.client.HTTPConnection("127.0.0.1", upstream.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 conn.request(self.command, self.path, headers=headers)
