@@ -197,6 +197,11 @@ def test_basic_auth_on_a_registry_from_dockerconfigjson(node: Node, lab: Lab) ->
     assert report["restartRequired"], "credentials live in config.toml: containerd must restart"
     assert node.pull(ref) == lab.image("auth", "private/app:1").id
     assert not any(AUTH_PASSWORD in out for out in node.outputs)
+    with node.containerd.cri() as c:
+        # containerd's verbose status carries the credentials in clear text; nodecfg's health
+        # check reads only config_path from it.
+        assert AUTH_PASSWORD in c.status(verbose=True).info["config"]
+        assert AUTH_PASSWORD not in repr(c.health())
 
 
 def test_basic_auth_on_a_mirror_from_password_file(node: Node, lab: Lab) -> None:
