@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -13,11 +15,16 @@ from typing import Any, TextIO
 import structlog
 
 from nodecfg import __version__
+from nodecfg.daemon import STATUS_FILE, Daemon, Options
+from nodecfg.daemon.server import parse_listen
 from nodecfg.node.apply import NodePaths
-from nodecfg.node.fs import NodeError, atomic_write, make_dirs
+from nodecfg.node.cri import DEFAULT_SOCKET
+from nodecfg.node.fs import NodeError, atomic_write, make_dirs, read_file
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
+from nodecfg.node.restart import DEFAULT_SYSTEM_BUS, DEFAULT_UNIT, make_restarter
 from nodecfg.plan import file_diff, redact
 from nodecfg.render.errors import RenderError
+from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.loader import SpecError
 
 EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
@@ -85,6 +92,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory to write into (host paths below it)")
     sub.add_parser("validate", parents=[common], help="check the input and what it refers to; change nothing")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="the daemon: follow the input, apply hot changes at once, restart containerd safely for cold ones",
+    )
+    p.add_argument(
+        "--restart-method",
+        choices=["systemd", "command", "none"],
+        default=_env("NODECFG_RESTART_METHOD", "systemd"),
+        help="how to restart containerd: the host systemd over D-Bus, --restart-command, or never "
+        "(env NODECFG_RESTART_METHOD; default %(default)s)",
+    )
+    p.add_argument(
+        "--restart-command",
+        default=_env("NODECFG_RESTART_COMMAND"),
+        help="argv for --restart-method command, shell-quoted, e.g. "
+        "'nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd' (env NODECFG_RESTART_COMMAND)",
+    )
+    p.add_argument(
+        "--systemd-bus",
+        default=DEFAULT_SYSTEM_BUS,
+        help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
+    )
+    p.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
+    p.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_SOCKET,
+        help="containerd's socket for CRI health checks, as a host path (default %(default)s)",
+    )
+    p.add_argument(
+        "--node-name",
+        default=_env("NODE_NAME", socket.gethostname()),
+        help="this node's name, for the restart spread (env NODE_NAME; default: the host name)",
+    )
+    p.add_argument("--resync", default="5m", help="re-check the node this often even without changes (default %(default)s)")
+    p.add_argument(
+        "--listen",
+        default=_env("NODECFG_LISTEN", ":9808"),
+        help="address for /healthz, /readyz and /metrics, or 'none' (env NODECFG_LISTEN; default %(default)s)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait for another nodecfg on this node to finish instead of exiting")
+    p = sub.add_parser("status", parents=[common], help="what the daemon did last (from the state dir)")
     return parser
 
 
@@ -248,7 +297,79 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"diff": cmd_diff, "apply": cmd_apply, "render": cmd_render, "validate": cmd_validate}
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    paths = _paths(args)
+    try:
+        resync = parse_duration(args.resync)
+        listen = parse_listen(args.listen)
+        command = shlex.split(args.restart_command) if args.restart_command else []
+    except ValueError as e:
+        print(f"error: {e}", file=err)
+        return EXIT_ERROR
+    if resync <= 0:
+        print(f"error: --resync must be a positive duration, not {args.resync!r}", file=err)
+        return EXIT_ERROR
+    restarter = make_restarter(
+        args.restart_method, command=command, bus_socket=paths.real(args.systemd_bus), unit=args.containerd_unit
+    )
+    opts = Options(
+        paths=paths,
+        config_path=args.config,
+        containerd_version=args.containerd_version,
+        socket=args.containerd_socket,
+        restarter=restarter,
+        node_name=args.node_name,
+        resync_s=resync,
+        listen=listen,
+        wait_for_lock=args.wait,
+    )
+    return Daemon(opts).run()
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the daemon's last reconcile; exit 0 when ready, 1 when not, 2 when there is no status."""
+    paths = _paths(args)
+    info = read_file(os.path.join(paths.real(paths.state_dir), STATUS_FILE))
+    if info.content is None:
+        print(f"error: no status in {paths.state_dir}: has `nodecfg run` run on this node?", file=err)
+        return EXIT_ERROR
+    status = json.loads(info.content)
+    if args.output == "json":
+        json.dump(status, out, indent=2, sort_keys=True)
+        out.write("\n")
+    else:
+        last = status.get("last") or {}
+        updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.get("updated", 0)))
+        print(f"node:            {status.get('node')}  (daemon pid {status.get('pid')}, updated {updated})", file=out)
+        print(f"ready:           {'yes' if status.get('ready') else 'no'}: {status.get('reason')}", file=out)
+        print(
+            f"restart:         {'pending' if status.get('restartPending') else 'none pending'}"
+            f" (policy {status.get('restartPolicy')}, method {status.get('restartMethod')})",
+            file=out,
+        )
+        print(
+            f"last reconcile:  {last.get('result', '?')} ({last.get('trigger', '?')}, {last.get('class', '-')},"
+            f" restart {last.get('restart', '-')}, {last.get('duration_s', '?')}s)",
+            file=out,
+        )
+        for change in last.get("changed") or []:
+            print(f"  {change}", file=out)
+        if last.get("error"):
+            print(f"error:           {last['error']}", file=out)
+        for digest, bad in sorted((status.get("badInputs") or {}).items()):
+            print(f"rolled back:     input {digest} at {bad.get('time')}: {bad.get('reason')}", file=out)
+    return EXIT_OK if status.get("ready") else EXIT_DIFFERS
+
+
+COMMANDS = {
+    "diff": cmd_diff,
+    "apply": cmd_apply,
+    "render": cmd_render,
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "status": cmd_status,
+}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

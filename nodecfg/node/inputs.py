@@ -42,3 +42,19 @@ def gather_materials(config: Config, config_path: str, env: Mapping[str, str] | 
         else:
             files[ref.path] = info.content
     return Materials(files=files, unreadable=unreadable, env=dict(os.environ if env is None else env))
+
+
+def watched_dirs(config_path: str, config: Config | None) -> list[str]:
+    """Directories whose changes can change the rendering: the input's and every referenced file's.
+
+    A kubelet ConfigMap/Secret volume update swaps the `..data` symlink in that directory, so the
+    directory (not the file, which is a symlink through `..data`) is what must be watched.
+    """
+    base = os.path.dirname(os.path.abspath(config_path))
+    dirs = {base}
+    for ref in referenced_files(config) if config is not None else []:
+        real = ref.path if os.path.isabs(ref.path) else os.path.join(base, ref.path)
+        dirs.add(os.path.dirname(os.path.normpath(real)))
+    existing = sorted(d for d in dirs if os.path.isdir(d))
+    # A directory below another watched one is already covered (watches are recursive).
+    return [d for d in existing if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in existing)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import shlex
 import shutil
 import socket
+import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -35,6 +38,17 @@ from tests.e2e.harness import (
     start_registry,
     stop_process,
 )
+from tests.e2e.kube import DaemonProcess
+
+
+def _become_subreaper() -> None:
+    """containerds started by a restart command are re-parented to this process, which reaps
+    them when it stops them (PR_SET_CHILD_SUBREAPER), instead of to whatever PID 1 is here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+_become_subreaper()
 
 NAMES = ["plain.test", "upstream.test", "tls.test", "auth.test", "mtls.test", "headers.test", "dead.test"]
 AUTH_USER, AUTH_PASSWORD = "puller", "e2e-Pa55word-not-for-logs"
@@ -144,6 +158,7 @@ class Node:
     restarts: int = 0
     reports: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # every nodecfg stdout and stderr, for secret checks
+    daemons: list[DaemonProcess] = field(default_factory=list)
 
     @property
     def hosts_dir(self) -> Path:
@@ -211,6 +226,33 @@ class Node:
         assert digest, f"ctr pulled {ref} but does not list it"
         return digest
 
+    @property
+    def volume_dir(self) -> Path:
+        return self.d / "configmap"
+
+    def daemon(
+        self,
+        *,
+        method: str = "command",
+        break_on: str | None = None,
+        env: dict[str, str] | None = None,
+        extra: list[str] | None = None,
+    ) -> DaemonProcess:
+        """A `nodecfg run` following the ConfigMap-style volume at `volume_dir` (not started)."""
+        restart = [sys.executable, "-m", "tests.e2e.restart_containerd", str(self.d)]
+        if break_on:
+            restart += ["--break-on", break_on]
+        args = [
+            "--config", str(self.volume_dir / "registries.yaml"), "--root", "/",
+            "--containerd-config", str(self.containerd.config), "--hosts-dir", str(self.hosts_dir),
+            "--state-dir", str(self.d / "nodecfg-state"), "--containerd-socket", self.containerd.socket,
+            "--restart-method", method, "--restart-command", shlex.join(restart),
+            "--resync", "1h", "--node-name", "e2e-node", *(extra or []),
+        ]  # fmt: skip
+        d = DaemonProcess(args, self.d / f"daemon-{len(self.daemons)}.log", env)
+        self.daemons.append(d)
+        return d
+
 
 @pytest.fixture
 def node(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Node]:
@@ -223,10 +265,15 @@ def node(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Node]:
         cd.start()
         yield n
     finally:
+        for daemon in n.daemons:
+            if daemon.proc is not None:
+                daemon.stop()
         cd.stop()
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
             print(f"\n--- containerd log (tail) for {request.node.name}:\n{cd.log.read_text()[-4000:]}")
+            for daemon in n.daemons:
+                print(f"--- {daemon.log.name} (tail):\n{daemon.log.read_text()[-4000:]}")
             for f in sorted(n.hosts_dir.rglob("hosts.toml")) if n.hosts_dir.exists() else []:
                 print(f"--- {f}:\n{f.read_text()}")
         shutil.rmtree(d, ignore_errors=True)

@@ -7,6 +7,7 @@ TLS checks for 127.0.0.1 and localhost, which would make HTTP/TLS tests pass wit
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -83,6 +84,31 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE  # dead; only its parent can reap it
+    except psutil.NoSuchProcess:
+        return True
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """Like stop_process, for a process this one may not have started (not its child)."""
+    try:
+        p = psutil.Process(pid)
+        p.terminate()
+    except psutil.NoSuchProcess:
+        return
+    deadline = time.monotonic() + timeout
+    while not _gone(p):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+            deadline = time.monotonic() + 5
+        time.sleep(0.02)
+    with contextlib.suppress(ChildProcessError, psutil.Error):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is ours (a subreaper inherits orphans)
 
 
 def clean_env() -> dict[str, str]:
@@ -406,16 +432,26 @@ class Containerd:
         )
 
     @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def pid_file(self) -> Path:
+        return self.d / "containerd.pid"
 
-    def start(self, timeout: float = 20.0) -> None:
+    @property
+    def pid(self) -> int:
+        """The containerd running now (whoever started it: this object or a restart command)."""
+        return int(self.pid_file.read_text())
+
+    def start(self, timeout: float = 20.0, config: Path | None = None) -> None:
         """Start and wait until the CRI API answers (whether or not the CRI plugin is healthy)."""
         with open(self.log, "ab") as log:
+            # Its own session: a restart command run by nodecfg may outlive this object's view.
             self.proc = subprocess.Popen(
-                ["containerd", "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT, env=clean_env()
+                ["containerd", "--config", str(config or self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(),
+                start_new_session=True,
             )
+        self.pid_file.write_text(str(self.proc.pid))
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -433,8 +469,13 @@ class Containerd:
         raise TimeoutError(f"containerd did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
+        """Stop the containerd named by the pid file (SIGTERM, then SIGKILL), and reap our child."""
+        if self.pid_file.exists():
+            stop_pid(int(self.pid_file.read_text()))
+            self.pid_file.unlink()
         if self.proc is not None:
-            stop_process(self.proc)
+            if self.proc.poll() is None:
+                stop_process(self.proc)
             self.proc = None
 
     def restart(self) -> None:

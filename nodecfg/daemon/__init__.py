@@ -1,0 +1,543 @@
+"""`nodecfg run`: follow the input, apply hot changes at once, restart containerd safely for cold ones.
+
+One thread owns the node: the reconcile loop. The watcher thread, signal handlers and the resync
+timer only put events on a queue; the HTTP thread only reads a snapshot. Every step that matters
+after a crash is on disk before it is taken: the apply journal (core), the config.toml containerd
+last ran healthy with and the pending restart (here), and the inputs that were rolled back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from nodecfg.daemon.metrics import Metrics
+from nodecfg.daemon.server import Probe, Server
+from nodecfg.daemon.watch import Watcher
+from nodecfg.node.apply import NodePaths
+from nodecfg.node.containerd import check_with_containerd, find_binary, serving_pid, started_at
+from nodecfg.node.cri import CRIClient, Health
+from nodecfg.node.fs import NodeError, atomic_write, read_file
+from nodecfg.node.inputs import watched_dirs
+from nodecfg.node.lock import StateLock
+from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
+from nodecfg.node.restart import NoRestart, Restarter, RestartError
+from nodecfg.plan import redact
+from nodecfg.render.errors import RenderError
+from nodecfg.render.files import FileKind
+from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.loader import SpecError
+
+log = structlog.get_logger("nodecfg")
+
+STATUS_FILE = "status.json"
+PENDING_FILE = "pending-restart.json"
+GOOD_CONFIG_FILE = "good-config.toml"
+BAD_INPUTS_FILE = "bad-inputs.json"
+SETTLE_S = 1.0  # a cold change waits this long for the rest of its burst before the restart
+MAX_SETTLE_S = 30.0  # ... but a steady stream of changes cannot postpone it longer than this
+HEALTH_POLL_S = 0.2
+RESTART_TIMEOUT_S = 120.0  # the restart itself (systemd job or command); health has its own timeout
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the daemon runs (from the command line)."""
+
+    paths: NodePaths
+    config_path: str
+    containerd_version: str | None
+    socket: str  # containerd's socket, host path
+    restarter: Restarter
+    node_name: str
+    resync_s: float = 300.0
+    listen: tuple[str, int] | None = None
+    env: Mapping[str, str] | None = None
+    wait_for_lock: bool = False
+
+
+@dataclass
+class Pending:
+    """A config.toml written but not yet loaded by containerd; persisted in PENDING_FILE."""
+
+    written_at: float
+    input_hash: str
+    good_exists: bool  # False: there was no config.toml before (rollback removes it)
+    due: float = 0.0  # monotonic; 0 = not scheduled (policy never / method none)
+    first_due: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for PENDING_FILE."""
+        return {"writtenAt": self.written_at, "inputHash": self.input_hash, "goodExists": self.good_exists}
+
+
+@dataclass
+class Snapshot:
+    """What the HTTP thread and `nodecfg status` see; replaced whole, never mutated in place."""
+
+    ready: bool = False
+    reason: str = "starting"
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+def failpoint(name: str) -> None:
+    """Crash-test hook: SIGKILL this process at step `name` when NODECFG_FAILPOINT names it.
+
+    The daemon's crash-safety tests kill it at every step this way (deterministic, unlike timed
+    kills); nothing else sets the variable.
+    """
+    if os.environ.get("NODECFG_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def input_hash(prepared: Prepared) -> str:
+    """Identifies what an input renders to: a rolled-back input is not retried until this changes."""
+    h = hashlib.sha256()
+    for f in sorted(prepared.rendered.files, key=lambda f: f.path):
+        h.update(f.path.encode() + b"\0" + hashlib.sha256(f.content).digest())
+    return h.hexdigest()[:16]
+
+
+def spread_delay(node_name: str, spread_s: float) -> float:
+    """A stable per-node delay in [0, spread): nodes of a fleet restart at different times."""
+    if spread_s <= 0:
+        return 0.0
+    frac = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:8], "big") / 2**64
+    return spread_s * frac
+
+
+class Daemon:
+    """The reconcile loop. `run()` returns the exit code."""
+
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.paths = opts.paths
+        self.state_real = self.paths.real(self.paths.state_dir)
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.metrics = Metrics()
+        self.snapshot = Snapshot()
+        self.alive_at = time.monotonic()
+        self.busy_until = 0.0  # a restart blocks the loop; /healthz allows for it
+        self.pending: Pending | None = None
+        self.bad: dict[str, dict[str, Any]] = {}
+        self.watcher: Watcher | None = None
+        self.server: Server | None = None
+        self.policy = "auto"
+        self.spread_s = 0.0
+        self.health_timeout_s = 60.0
+        self.last_error_logged: str | None = None
+
+    # ---------------------------------------------------------------- files in the state dir
+
+    def _state_file(self, name: str) -> str:
+        return os.path.join(self.state_real, name)
+
+    def _write_json(self, name: str, data: Any) -> None:
+        os.makedirs(self.state_real, mode=0o700, exist_ok=True)
+        atomic_write(self._state_file(name), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+    def _read_json(self, name: str) -> Any:
+        info = read_file(self._state_file(name))
+        if info.content is None:
+            return None
+        try:
+            return json.loads(info.content)
+        except ValueError:
+            log.warning("state", problem=f"{name} is not JSON; ignored")
+            return None
+
+    def _load_durable(self) -> None:
+        self.bad = self._read_json(BAD_INPUTS_FILE) or {}
+        p = self._read_json(PENDING_FILE)
+        if isinstance(p, dict):
+            self.pending = Pending(float(p["writtenAt"]), str(p["inputHash"]), bool(p["goodExists"]))
+            log.warning("pending-restart", detail="a config.toml change from before this start is not yet loaded by containerd")
+
+    # ---------------------------------------------------------------- containerd
+
+    def _cri_socket(self) -> str:
+        return self.paths.real(self.o.socket)
+
+    def health(self) -> Health:
+        """Containerd's CRI health as kubelet would see it, plus the config_path it loaded."""
+        with CRIClient(self._cri_socket(), timeout=5) as c:
+            return c.health(timeout=5)
+
+    def _healthy_with_our_config(self, h: Health) -> bool:
+        return h.ready and self.paths.hosts_dir in (h.config_path or "").split(":")
+
+    def _wait_healthy(self, timeout: float) -> Health:
+        deadline = time.monotonic() + timeout
+        h = Health(False, ("not checked yet",))
+        while time.monotonic() < deadline:
+            h = self.health()
+            if self._healthy_with_our_config(h):
+                return h
+            time.sleep(HEALTH_POLL_S)
+        return h
+
+    # ---------------------------------------------------------------- reconcile
+
+    def _set(self, *, ready: bool, reason: str, last: dict[str, Any] | None = None) -> None:
+        self.snapshot = Snapshot(ready, reason, last if last is not None else self.snapshot.last)
+        with self.metrics.lock:
+            self.metrics.ready = ready
+            self.metrics.restart_pending = self.pending is not None
+        status = {
+            "node": self.o.node_name,
+            "pid": os.getpid(),
+            "ready": ready,
+            "reason": reason,
+            "restartPending": self.pending is not None,
+            "restartPolicy": self.policy,
+            "restartMethod": self.o.restarter.name,
+            "badInputs": self.bad,
+            "last": self.snapshot.last,
+            "updated": time.time(),
+        }
+        try:
+            self._write_json(STATUS_FILE, status)
+        except (OSError, NodeError) as e:
+            log.error("status", error=str(e))
+
+    def _read_restart_settings(self, prepared: Prepared) -> None:
+        r = prepared.config.restart
+        self.policy = r.policy
+        self.spread_s = parse_duration(r.spread)
+        self.health_timeout_s = parse_duration(r.healthTimeout)
+
+    def reconcile(self, reason: str) -> None:
+        """Render the input against the node and apply what differs; schedule a restart if needed."""
+        started = time.monotonic()
+        event: dict[str, Any] = {"trigger": reason}
+        try:
+            recovered = recover_node(self.paths)
+            if recovered:
+                event["recovered"] = recovered
+            prepared = prepare(self.paths, self.o.config_path, self.o.containerd_version, self.o.env)
+        except SpecError as e:
+            return self._failed(started, event, "invalid-input", e.render())
+        except RenderError as e:
+            return self._failed(started, event, "invalid-input", "; ".join(e.problems))
+        except (NodeError, OSError, UnicodeDecodeError) as e:
+            return self._failed(started, event, "error", str(e))
+        self._read_restart_settings(prepared)
+        self._rewatch(prepared)
+        digest = input_hash(prepared)
+        event["input"] = digest
+        if digest in self.bad:
+            when = self.bad[digest].get("time", "?")
+            return self._failed(
+                started,
+                event,
+                "bad-input",
+                f"this input was rolled back at {when} (containerd was unhealthy with it); waiting for a new input",
+            )
+        ops = prepared.plan.operations
+        cold = prepared.plan.restart_required
+        event["changed"] = [f"{op.action.value}:{op.path}" for op in ops]
+        event["class"] = "cold" if cold else ("hot" if ops else "none")
+        if cold:
+            problem = self._check_candidate(prepared)
+            if problem:
+                return self._failed(started, event, "invalid-input", problem)
+            if self.pending is None:
+                self._keep_good_config(digest)
+                failpoint("after-good-kept")
+        if ops:
+            try:
+                new_state = apply(prepared)
+            except NodeError as e:
+                return self._failed(started, event, "error", str(e))
+            with self.metrics.lock:
+                self.metrics.owned_files = len(new_state.owned)
+        else:
+            with self.metrics.lock:
+                self.metrics.owned_files = len(prepared.state.owned)
+        if cold:
+            assert self.pending is not None
+            self.pending.input_hash = digest
+            self.pending.written_at = time.time()
+            self._write_json(PENDING_FILE, self.pending.to_json())
+            failpoint("after-cold-write")
+        restart = "none"
+        if self.pending is not None:
+            restart = self._schedule()
+        event["restart"] = restart
+        warnings = [redact(w, prepared.rendered.secrets) for w in (*prepared.rendered.warnings, *prepared.plan.warnings)]
+        if warnings:
+            event["warnings"] = warnings
+        self._finish(started, event, "ok", restart)
+
+    def _schedule(self) -> str:
+        assert self.pending is not None
+        if self.policy == "never" or isinstance(self.o.restarter, NoRestart):
+            return "pending"
+        now = time.monotonic()
+        if not self.pending.first_due:
+            self.pending.first_due = now + SETTLE_S + spread_delay(self.o.node_name, self.spread_s)
+            self.pending.due = self.pending.first_due
+        else:
+            self.pending.due = min(max(self.pending.due, now + SETTLE_S), self.pending.first_due + MAX_SETTLE_S)
+        return "scheduled"
+
+    def _check_candidate(self, prepared: Prepared) -> str | None:
+        """Load the desired config.toml with the host's containerd before writing it."""
+        desired = next((f for f in prepared.rendered.files if f.kind is FileKind.CONTAINERD_CONFIG), None)
+        if desired is None:
+            return None
+        real = self.paths.real(self.paths.containerd_config)
+        candidate = os.path.join(os.path.dirname(real), ".nodecfg-candidate.toml.nodecfg-tmp")
+        try:
+            atomic_write(candidate, desired.content, 0o600)
+            check = check_with_containerd(
+                find_binary(self.paths.root), candidate, self.paths.hosts_dir, prepared.rendered.config.auth_hosts
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(candidate)
+        if not check.ran:
+            log.info("candidate-check", skipped=check.note)
+            return None
+        if check.problems:
+            return redact("; ".join(check.problems), prepared.rendered.secrets)
+        return None
+
+    def _keep_good_config(self, digest: str) -> None:
+        """Before the first cold write of a burst: keep the config.toml containerd runs with."""
+        info = read_file(self.paths.real(self.paths.containerd_config))
+        if info.content is not None:
+            atomic_write(self._state_file(GOOD_CONFIG_FILE), info.content, 0o600)
+        self.pending = Pending(time.time(), digest, info.content is not None)
+        self._write_json(PENDING_FILE, self.pending.to_json())
+
+    def _failed(self, started: float, event: dict[str, Any], result: str, message: str) -> None:
+        duration = time.monotonic() - started
+        self.metrics.reconciled(result, duration, error=True, now=time.time())
+        event.update(result=result, error=message, duration_s=round(duration, 4))
+        if message != self.last_error_logged:  # a resync of the same bad input is not news
+            log.error("reconcile", **event)
+            self.last_error_logged = message
+        self._set(ready=False, reason=f"{result}: {message}", last={**event, "time": time.time()})
+
+    def _finish(self, started: float, event: dict[str, Any], result: str, restart: str) -> None:
+        duration = time.monotonic() - started
+        self.metrics.reconciled(result, duration, error=False, now=time.time())
+        event.update(result=result, duration_s=round(duration, 4))
+        self.last_error_logged = None
+        if event.get("changed") or event["trigger"] == "start" or event.get("recovered"):
+            log.info("reconcile", **event)
+        if restart == "scheduled":
+            self._set(ready=False, reason="containerd restart scheduled for config.toml", last={**event, "time": time.time()})
+            return
+        h = self.health()
+        if restart == "pending":
+            reason = f"config.toml changed; restart pending (policy {self.policy}, method {self.o.restarter.name})"
+            self._set(
+                ready=h.ready,
+                reason=reason if h.ready else f"{reason}; containerd {h.describe()}",
+                last={**event, "time": time.time()},
+            )
+        elif not self._healthy_with_our_config(h):
+            why = (
+                h.describe()
+                if not h.ready
+                else f"containerd runs with config_path {h.config_path!r}, not {self.paths.hosts_dir!r}"
+            )
+            self._set(ready=False, reason=why, last={**event, "time": time.time()})
+        else:
+            self._set(ready=True, reason="input applied; containerd healthy", last={**event, "time": time.time()})
+
+    # ---------------------------------------------------------------- restart and rollback
+
+    def restart_now(self) -> None:
+        """Carry out the pending restart; roll back if CRI is not healthy in time."""
+        assert self.pending is not None
+        pending = self.pending
+        started = time.monotonic()
+        self.busy_until = started + 2 * (self.health_timeout_s + RESTART_TIMEOUT_S)
+        pid = serving_pid(self._cri_socket())
+        since = started_at(pid)
+        if since is not None and since > pending.written_at:
+            h = self._wait_healthy(self.health_timeout_s)
+            log.info("restart", skipped="containerd already restarted after config.toml was written", pid=pid, healthy=h.ready)
+            if self._healthy_with_our_config(h):
+                self._clear_pending()
+                self._after_restart(h, pending, started, restarted=False)
+            else:
+                self._rollback(pending, h, started)
+            return
+        try:
+            self.o.restarter.restart(RESTART_TIMEOUT_S)
+            failpoint("after-restart")
+            h = self._wait_healthy(self.health_timeout_s)
+        except RestartError as e:
+            log.error("restart", error=str(e))
+            h = Health(False, (str(e),))
+        with self.metrics.lock:
+            self.metrics.restarts += 1
+        if self._healthy_with_our_config(h):
+            self._clear_pending()
+            self._after_restart(h, pending, started, restarted=True)
+            return
+        self._rollback(pending, h, started)
+
+    def _rollback(self, pending: Pending, h: Health, started: float) -> None:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # First remember the input as bad: a crash from here on must not retry it.
+        self.bad[pending.input_hash] = {"time": when, "reason": h.describe()}
+        self._write_json(BAD_INPUTS_FILE, self.bad)
+        failpoint("after-bad-recorded")
+        real = self.paths.real(self.paths.containerd_config)
+        if pending.good_exists:
+            good = read_file(self._state_file(GOOD_CONFIG_FILE))
+            assert good.content is not None
+            mode = read_file(real).mode
+            atomic_write(real, good.content, mode if mode is not None else 0o644)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(real)
+        failpoint("after-good-restored")
+        try:
+            self.o.restarter.restart(RESTART_TIMEOUT_S)
+            after = self._wait_healthy(self.health_timeout_s)
+        except RestartError as e:
+            after = Health(False, (str(e),))
+        with self.metrics.lock:
+            self.metrics.restarts += 1
+            self.metrics.rollbacks += 1
+        self._clear_pending()
+        log.error(
+            "rollback",
+            detail="containerd was not healthy with the new config.toml; the previous one is back",
+            unhealthy=h.describe(),
+            input=pending.input_hash,
+            healthy_after_rollback=after.ready,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        self._set(
+            ready=False,
+            reason=f"rolled back at {when}: containerd {h.describe()}; this input will not be retried",
+            last={**self.snapshot.last, "restart": "rolled-back", "time": time.time()},
+        )
+
+    def _clear_pending(self) -> None:
+        self.pending = None
+        for name in (PENDING_FILE, GOOD_CONFIG_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file(name))
+
+    def _after_restart(self, h: Health, pending: Pending, started: float, *, restarted: bool) -> None:
+        duration = round(time.monotonic() - started, 3)
+        log.info("restart", restarted=restarted, healthy=h.ready, input=pending.input_hash, duration_s=duration)
+        ok = self._healthy_with_our_config(h)
+        self._set(
+            ready=ok,
+            reason="input applied; containerd healthy" if ok else h.describe(),
+            last={**self.snapshot.last, "restart": "done" if restarted else "not-needed", "time": time.time()},
+        )
+
+    # ---------------------------------------------------------------- loop
+
+    def _rewatch(self, prepared: Prepared | None) -> None:
+        dirs = watched_dirs(self.o.config_path, prepared.config if prepared else None)
+        if self.watcher is not None and self.watcher.dirs == dirs:
+            return
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.watcher = Watcher(dirs, self.events)
+        self.watcher.start()
+
+    def healthz(self) -> Probe:
+        """The loop is alive (it wakes at least every few seconds, or is busy with a restart)."""
+        now = time.monotonic()
+        idle = now - self.alive_at
+        if idle < 30 or now < self.busy_until:
+            return Probe(True, f"loop alive ({idle:.1f}s ago)")
+        return Probe(False, f"reconcile loop silent for {idle:.0f}s")
+
+    def readyz(self) -> Probe:
+        """The current input is applied and containerd is healthy with it."""
+        s = self.snapshot
+        return Probe(s.ready, s.reason)
+
+    def _signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.events.put(("hup", None) if signum == signal.SIGHUP else ("stop", signal.Signals(signum).name))
+
+    def run(self) -> int:
+        """Lock, recover, reconcile, then follow the input until SIGTERM/SIGINT."""
+        lock = StateLock(self.state_real, f"nodecfg run on {self.o.node_name}")
+        lock.acquire(wait=self.o.wait_for_lock)
+        old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            if self.o.listen is not None:
+                self.server = Server(*self.o.listen, self.healthz, self.readyz, self.metrics.render)
+                self.server.start()
+                log.info("listening", address=f"{self.o.listen[0]}:{self.server.port}")
+            self._load_durable()
+            if self.pending is not None and self.pending.input_hash in self.bad:
+                # Killed in the middle of a rollback: finish it before anything else.
+                self._rollback(self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())
+            self.reconcile("start")
+            self._rewatch_if_missing()
+            self._loop()
+            return 0
+        finally:
+            if self.watcher is not None:
+                self.watcher.stop()
+            if self.server is not None:
+                self.server.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+            lock.release()
+
+    def _rewatch_if_missing(self) -> None:
+        if self.watcher is None:  # the first reconcile failed before it knew the input
+            self._rewatch(None)
+
+    def _loop(self) -> None:
+        next_resync = time.monotonic() + self.o.resync_s
+        while True:
+            self.alive_at = now = time.monotonic()
+            if self.pending is not None and self.pending.due and now >= self.pending.due:
+                self.restart_now()
+                continue
+            wake = [next_resync, now + 5.0]
+            if self.pending is not None and self.pending.due:
+                wake.append(self.pending.due)
+            try:
+                kind, detail = self.events.get(timeout=max(0.0, min(wake) - now))
+            except queue.Empty:
+                if time.monotonic() >= next_resync:
+                    self.reconcile("resync")
+                    next_resync = time.monotonic() + self.o.resync_s
+                continue
+            if kind == "stop":
+                log.info("stopping", signal=detail, restart_pending=self.pending is not None)
+                return
+            # Coalesce whatever else is already queued into this one reconcile.
+            stop = False
+            while True:
+                try:
+                    k, d = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                if k == "stop":
+                    stop, detail = True, d
+            self.reconcile("sighup" if kind == "hup" else "change")
+            if kind == "hup":
+                next_resync = time.monotonic() + self.o.resync_s
+            if stop:
+                log.info("stopping", signal=detail, restart_pending=self.pending is not None)
+                return

@@ -1,0 +1,225 @@
+"""`nodecfg run` against real containerd 1.6: kubelet-style volume updates, restarts, rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from nodecfg.node.cri import CRIClient
+from tests.e2e.conftest import AUTH_PASSWORD, AUTH_USER, Lab, Node
+from tests.e2e.kube import KubeletVolume
+
+
+def hub(mirror: str, extra: str = "") -> str:
+    return f'version: 1\nregistries:\n  docker.io:\n    mirrors: ["http://{mirror}"]\n{extra}'
+
+
+def configured(node: Node, lab: Lab) -> None:
+    """Start from a node where config_path is already in place (a later change can be hot)."""
+    node.converge(hub(lab.plain.host))
+
+
+def hosts_toml(node: Node, registry: str = "docker.io") -> str:
+    p = node.hosts_dir / registry / "hosts.toml"
+    return p.read_text() if p.exists() else ""
+
+
+def test_hot_change_by_configmap_swap_is_used_by_the_next_pull_without_restart(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host)})
+    d = node.daemon()
+    d.start()
+    d.wait_ready()
+    pid = node.containerd.pid
+    assert node.pull("docker.io/library/hello:1") == lab.image("plain", "library/hello:1").id
+
+    vol.update({"registries.yaml": hub(lab.upstream.host)})
+    d.wait_for("the new hosts.toml on disk", lambda: lab.upstream.host in hosts_toml(node), timeout=10)
+    assert node.pull("docker.io/library/hello:1") == lab.image("upstream", "library/hello:1").id
+    assert node.containerd.pid == pid
+    d.wait_ready()
+    assert d.metric("nodecfg_restarts_total") == 0
+    reconciles = [e for e in d.events() if e.get("event") == "reconcile" and e.get("trigger") == "change"]
+    assert reconciles and reconciles[-1]["class"] == "hot" and reconciles[-1]["restart"] == "none"
+    assert "duration_s" in reconciles[-1]
+    assert d.stop() == 0
+
+
+def test_burst_of_cold_changes_restarts_containerd_once(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    ca = lab.pki.ca.read_text()
+    base = f"""version: 1
+registries:
+  {lab.auth.host}:
+    caFile: ca.pem
+credentials:
+  - registry: {lab.auth.host}
+    username: {AUTH_USER}
+    passwordFile: password
+"""
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": base, "ca.pem": ca, "password": "wrong-0"})
+    d = node.daemon()
+    d.start()
+    d.wait_for("the first restart", lambda: d.metric("nodecfg_restarts_total") == 1)
+    d.wait_ready()
+    pid = node.containerd.pid
+    # Five new credentials in a burst (the last one right); one restart must cover them all.
+    for i in range(1, 5):
+        vol.update({"registries.yaml": base, "ca.pem": ca, "password": f"wrong-{i}"})
+        time.sleep(0.1)
+    vol.update({"registries.yaml": base, "ca.pem": ca, "password": AUTH_PASSWORD})
+    d.wait_for("a restart", lambda: node.containerd.pid != pid, timeout=30)
+    d.wait_ready()
+    time.sleep(2)  # longer than the settle time: a second restart would have happened by now
+    assert d.metric("nodecfg_restarts_total") == 2
+    assert d.metric("nodecfg_restart_pending") == 0
+    assert node.pull(f"{lab.auth.host}/private/app:1") == lab.image("auth", "private/app:1").id
+    assert AUTH_PASSWORD not in d.log.read_text()
+    assert d.stop() == 0
+
+
+def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    good = node.containerd.config.read_bytes()
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host, "restart:\n  healthTimeout: 3s\n")})
+    # The restart command starts containerd with a broken CRI config whenever config.toml holds
+    # credentials for break.test: containerd runs, CRI does not.
+    d = node.daemon(break_on="break.test")
+    d.start()
+    d.wait_ready()
+    vol.update(
+        {
+            "registries.yaml": hub(
+                lab.plain.host,
+                "restart:\n  healthTimeout: 3s\ncredentials:\n  - registry: break.test\n    username: u\n    passwordFile: pw\n",
+            ),
+            "pw": "break-password",
+        }
+    )
+    d.wait_for("a rollback", lambda: d.metric("nodecfg_rollbacks_total") == 1, timeout=60)
+    assert node.containerd.config.read_bytes() == good
+    with CRIClient(node.containerd.socket) as c:
+        health = c.health()
+    assert health.ready and health.config_path == str(node.hosts_dir), health
+    code, body = d.get("/readyz")
+    assert code == 503 and "rolled back" in body
+    restarts = d.metric("nodecfg_restarts_total")
+    assert restarts == 2  # the bad restart and the one back
+    # SIGHUP forces a resync: the same input must not be tried again.
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(
+        "the resync",
+        lambda: (
+            any(e.get("trigger") == "sighup" for e in d.events()) or d.metric('nodecfg_reconciles_total{result="bad-input"}') >= 2
+        ),
+        timeout=10,
+    )
+    time.sleep(1.5)
+    assert d.metric("nodecfg_restarts_total") == restarts
+    assert node.containerd.config.read_bytes() == good
+    status = json.loads((node.d / "nodecfg-state" / "status.json").read_text())
+    assert status["ready"] is False and status["badInputs"]
+    rollbacks = [e for e in d.events() if e.get("event") == "rollback"]
+    assert rollbacks and rollbacks[0]["level"] == "error"
+    # A new input is tried again.
+    vol.update({"registries.yaml": hub(lab.upstream.host, "restart:\n  healthTimeout: 3s\n")})
+    d.wait_ready()
+    assert node.pull("docker.io/library/hello:1") == lab.image("upstream", "library/hello:1").id
+    assert "break-password" not in d.log.read_text()
+    assert d.stop() == 0
+
+
+def test_invalid_input_changes_nothing_and_the_next_valid_input_recovers(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host)})
+    d = node.daemon()
+    d.start()
+    d.wait_ready()
+
+    def snapshot() -> dict[str, bytes]:
+        files = {str(p): p.read_bytes() for p in node.hosts_dir.rglob("*") if p.is_file()}
+        files["config.toml"] = node.containerd.config.read_bytes()
+        return files
+
+    before = snapshot()
+    vol.update(
+        {"registries.yaml": "version: 1\nregistries:\n  docker.io:\n    mirrors:\n      - url: http://x\n        bogus: 1\n"}
+    )
+    d.wait_for("/readyz to fail", lambda: d.get("/readyz")[0] == 503, timeout=10)
+    code, body = d.get("/readyz")
+    assert code == 503
+    assert "registries.yaml:6" in body and "bogus" in body, body
+    assert snapshot() == before
+    errors = [e for e in d.events() if e.get("event") == "reconcile" and e.get("level") == "error"]
+    assert errors and "registries.yaml:6" in errors[-1]["error"]
+    vol.update({"registries.yaml": hub(lab.upstream.host)})
+    d.wait_ready()
+    assert node.pull("docker.io/library/hello:1") == lab.image("upstream", "library/hello:1").id
+    assert d.stop() == 0
+
+
+def test_second_instance_names_the_holder_and_exits(node: Node, lab: Lab) -> None:
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host)})
+    first = node.daemon()
+    first.start()
+    first.wait_ready()
+    second = node.daemon()
+    second.start()
+    assert second.proc is not None
+    assert second.proc.wait(30) == 2
+    assert f"pid {first.proc.pid if first.proc else '?'}" in second.log.read_text()
+    assert first.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "bad"),
+    [
+        ("after-good-kept", False),
+        ("after-cold-write", False),
+        ("after-restart", False),
+        ("after-restart", True),
+        ("after-bad-recorded", True),
+        ("after-good-restored", True),
+    ],
+)
+def test_killed_at_any_step_the_next_start_leaves_a_consistent_healthy_node(
+    node: Node, lab: Lab, failpoint: str, bad: bool
+) -> None:
+    configured(node, lab)
+    good = node.containerd.config.read_bytes()
+    creds = "restart:\n  healthTimeout: 3s\ncredentials:\n  - registry: {}\n    username: u\n    passwordFile: pw\n"
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host, creds.format("break.test" if bad else "ok.test")), "pw": "pw-value"})
+    first = node.daemon(break_on="break.test", env={"NODECFG_FAILPOINT": failpoint})
+    first.start()
+    assert first.proc is not None
+    assert first.proc.wait(60) == -signal.SIGKILL, first.log.read_text()[-2000:]
+
+    second = node.daemon(break_on="break.test")
+    second.start()
+    if bad:
+        second.wait_for("the rollback to finish", lambda: "rolled back" in second.get("/readyz")[1], timeout=60)
+        assert node.containerd.config.read_bytes() == good
+    else:
+        second.wait_ready()
+        assert b"ok.test" in node.containerd.config.read_bytes()
+    with CRIClient(node.containerd.socket) as c:
+        health = c.health()
+    assert health.ready and health.config_path == str(node.hosts_dir), health
+    state = node.d / "nodecfg-state"
+    assert not (state / "pending-restart.json").exists()
+    leftovers = [p for p in (*node.hosts_dir.rglob("*"), *node.d.glob("*")) if "nodecfg-tmp" in p.name]
+    assert not leftovers
+    assert second.stop() == 0
+    assert not any(p.name == "lock" and p.read_text() for p in state.iterdir())
+    assert os.path.exists(node.containerd.socket)
