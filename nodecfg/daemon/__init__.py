@@ -15,7 +15,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -489,7 +489,7 @@ class Daemon:
             if self.pending is not None and self.pending.input_hash in self.bad:
                 # Killed in the middle of a rollback: finish it before anything else.
                 self._rollback(self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())
-            self.reconcile("start")
+            self._guarded(self.reconcile, "start")
             self._rewatch_if_missing()
             self._loop()
             return 0
@@ -502,6 +502,17 @@ class Daemon:
                 signal.signal(s, h)
             lock.release()
 
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run a loop step; a bug in it is logged and makes the node not ready, nothing more.
+
+        The daemon keeps running: the next event or resync tries again.
+        """
+        try:
+            step(*args)
+        except Exception as e:
+            log.exception("internal-error", step=getattr(step, "__name__", "?"), error=f"{type(e).__name__}: {e}")
+            self._set(ready=False, reason=f"internal error in {getattr(step, '__name__', '?')}: {type(e).__name__}: {e}")
+
     def _rewatch_if_missing(self) -> None:
         if self.watcher is None:  # the first reconcile failed before it knew the input
             self._rewatch(None)
@@ -511,7 +522,7 @@ class Daemon:
         while True:
             self.alive_at = now = time.monotonic()
             if self.pending is not None and self.pending.due and now >= self.pending.due:
-                self.restart_now()
+                self._guarded(self.restart_now)
                 continue
             wake = [next_resync, now + 5.0]
             if self.pending is not None and self.pending.due:
@@ -520,7 +531,7 @@ class Daemon:
                 kind, detail = self.events.get(timeout=max(0.0, min(wake) - now))
             except queue.Empty:
                 if time.monotonic() >= next_resync:
-                    self.reconcile("resync")
+                    self._guarded(self.reconcile, "resync")
                     next_resync = time.monotonic() + self.o.resync_s
                 continue
             if kind == "stop":
@@ -535,7 +546,7 @@ class Daemon:
                     break
                 if k == "stop":
                     stop, detail = True, d
-            self.reconcile("sighup" if kind == "hup" else "change")
+            self._guarded(self.reconcile, "sighup" if kind == "hup" else "change")
             if kind == "hup":
                 next_resync = time.monotonic() + self.o.resync_s
             if stop:

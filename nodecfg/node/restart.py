@@ -72,9 +72,12 @@ class SystemdRestart:
         """Restart the unit and wait for its job to finish with result "done"."""
         deadline = time.monotonic() + timeout
         manager = DBusAddress(SYSTEMD_PATH, bus_name=SYSTEMD_BUS_NAME, interface=SYSTEMD_MANAGER)
-        rule = MatchRule(
+        # The bus matches the well-known sender name; locally, messages carry systemd's unique
+        # name, so the local filter leaves the sender out (the job path identifies our job).
+        bus_rule = MatchRule(
             type="signal", sender=SYSTEMD_BUS_NAME, interface=SYSTEMD_MANAGER, member="JobRemoved", path=SYSTEMD_PATH
         )
+        rule = MatchRule(type="signal", interface=SYSTEMD_MANAGER, member="JobRemoved", path=SYSTEMD_PATH)
         try:
             conn = open_dbus_connection(f"unix:path={self.bus_socket}")
         except (OSError, ConnectionError) as e:
@@ -82,7 +85,7 @@ class SystemdRestart:
         try:
             with conn.filter(rule, bufsize=64) as signals:
                 unwrap_msg(
-                    conn.send_and_get_reply(new_method_call(message_bus, "AddMatch", "s", (rule.serialise(),)), timeout=10)
+                    conn.send_and_get_reply(new_method_call(message_bus, "AddMatch", "s", (bus_rule.serialise(),)), timeout=10)
                 )
                 unwrap_msg(conn.send_and_get_reply(new_method_call(manager, "Subscribe"), timeout=10))
                 reply = conn.send_and_get_reply(new_method_call(manager, "RestartUnit", "ss", (self.unit, "replace")), timeout=30)

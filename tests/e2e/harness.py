@@ -34,7 +34,7 @@ import psutil
 from nodecfg.node.cri import CRIClient, CRIError
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = "containerd docker-registry skopeo apache2-utils openssl"
+PACKAGES = "containerd docker-registry skopeo apache2-utils openssl dbus-daemon"
 INSTALL = f"apt-get update && apt-get install -y {PACKAGES}"
 BINARIES = {
     "containerd": "containerd",
@@ -43,6 +43,7 @@ BINARIES = {
     "skopeo": "skopeo",
     "htpasswd": "apache2-utils",
     "openssl": "openssl",
+    "dbus-daemon": "dbus-daemon",
 }
 HOSTS_FILE = "/etc/hosts"
 HOSTS_MARK = "# nodecfg-e2e "
@@ -73,6 +74,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, log: Path, ti
         except OSError:
             time.sleep(0.02)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_path(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0) -> None:
+    """Until `path` exists (a socket a server creates); fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.02)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

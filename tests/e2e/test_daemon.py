@@ -6,11 +6,14 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from nodecfg.node.cri import CRIClient
+from nodecfg.node.restart import CommandRestart, RestartError, SystemdRestart
 from tests.e2e.conftest import AUTH_PASSWORD, AUTH_USER, Lab, Node
+from tests.e2e.fake_systemd import DBusDaemon, FakeSystemd
 from tests.e2e.kube import KubeletVolume
 
 
@@ -223,3 +226,49 @@ def test_killed_at_any_step_the_next_start_leaves_a_consistent_healthy_node(
     assert second.stop() == 0
     assert not any(p.name == "lock" and p.read_text() for p in state.iterdir())
     assert os.path.exists(node.containerd.socket)
+
+
+@pytest.fixture
+def bus(node: Node) -> Iterator[DBusDaemon]:
+    b = DBusDaemon(node.d)
+    yield b
+    b.stop()
+
+
+def test_systemd_method_restarts_containerd_over_dbus(node: Node, lab: Lab, bus: DBusDaemon) -> None:
+    systemd = FakeSystemd(bus, {"containerd.service": node.containerd.restart})
+    try:
+        vol = KubeletVolume(node.volume_dir)
+        vol.update({"registries.yaml": hub(lab.plain.host)})
+        pid = node.containerd.pid
+        d = node.daemon(method="systemd", extra=["--systemd-bus", str(bus.socket)])
+        d.start()
+        d.wait_ready()  # config_path was added: ready only after the restart
+        assert node.containerd.pid != pid
+        assert ("RestartUnit", ("containerd.service", "replace")) in systemd.calls
+        assert ("Subscribe", ()) in systemd.calls
+        assert d.metric("nodecfg_restarts_total") == 1
+        assert node.pull("docker.io/library/hello:1") == lab.image("plain", "library/hello:1").id
+        assert d.stop() == 0
+    finally:
+        systemd.stop()
+
+
+def test_systemd_errors_are_reported(node: Node, bus: DBusDaemon) -> None:
+    systemd = FakeSystemd(bus, {"containerd.service": lambda: None}, result="failed")
+    try:
+        with pytest.raises(RestartError, match=r"NoSuchUnit.*nope\.service"):
+            SystemdRestart(str(bus.socket), "nope.service").restart(10)
+        with pytest.raises(RestartError, match="result 'failed'"):
+            SystemdRestart(str(bus.socket)).restart(10)
+    finally:
+        systemd.stop()
+    with pytest.raises(RestartError, match="cannot reach the host's D-Bus"):
+        SystemdRestart(str(node.d / "no-bus")).restart(10)
+
+
+def test_command_method_failure_is_reported() -> None:
+    with pytest.raises(RestartError, match="exited 3"):
+        CommandRestart(("sh", "-c", "echo boom >&2; exit 3")).restart(10)
+    with pytest.raises(RestartError, match="timed out"):
+        CommandRestart(("sleep", "5")).restart(0.2)
