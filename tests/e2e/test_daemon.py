@@ -272,3 +272,24 @@ def test_command_method_failure_is_reported() -> None:
         CommandRestart(("sh", "-c", "echo boom >&2; exit 3")).restart(10)
     with pytest.raises(RestartError, match="timed out"):
         CommandRestart(("sleep", "5")).restart(0.2)
+
+
+def test_resync_restores_a_hand_edited_owned_file_and_leaves_others_alone(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    vol = KubeletVolume(node.volume_dir)
+    vol.update({"registries.yaml": hub(lab.plain.host)})
+    theirs = node.hosts_dir / "other.example" / "hosts.toml"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text('server = "https://other.example"\n[host]\n')
+    d = node.daemon(extra=["--resync", "1s"])
+    d.start()
+    d.wait_ready()
+    ours = node.hosts_dir / "docker.io" / "hosts.toml"
+    rendered = ours.read_text()
+    ours.write_text(rendered.replace(lab.plain.host, lab.upstream.host))
+    theirs.write_text(theirs.read_text() + "# edited by the admin\n")
+    d.wait_for("the owned file restored", lambda: ours.read_text() == rendered, timeout=10)
+    assert theirs.read_text().endswith("# edited by the admin\n")
+    restored = [e for e in d.events() if e.get("event") == "reconcile" and e.get("trigger") == "resync" and e.get("changed")]
+    assert restored and restored[0]["changed"] == [f"write:{ours}"]
+    assert d.stop() == 0

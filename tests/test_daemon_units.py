@@ -1,0 +1,130 @@
+"""The daemon's parts that need no containerd: metrics text, listen addresses, spread, lock, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from nodecfg.daemon import spread_delay
+from nodecfg.daemon.metrics import Metrics
+from nodecfg.daemon.server import parse_listen
+from nodecfg.node.inputs import watched_dirs
+from nodecfg.node.lock import LockHeld, StateLock
+from nodecfg.spec.models import Config
+from tests.conftest import run
+
+METRIC_LINE = re.compile(r'^[a-z_]+(\{[a-z]+="[a-z-]+"\})? -?[0-9.e+]+$')
+
+
+def test_metrics_are_prometheus_text() -> None:
+    m = Metrics()
+    m.reconciled("ok", 0.25, error=False, now=1700000000.0)
+    m.reconciled("invalid-input", 0.5, error=True, now=1700000001.0)
+    m.restarts, m.rollbacks, m.restart_pending, m.owned_files = 2, 1, True, 7
+    text = m.render()
+    samples = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert all(METRIC_LINE.match(ln) for ln in samples), text
+    assert 'nodecfg_reconciles_total{result="ok"} 1' in samples
+    assert 'nodecfg_reconciles_total{result="invalid-input"} 1' in samples
+    assert "nodecfg_reconcile_errors_total 1" in samples
+    assert "nodecfg_reconcile_duration_seconds_sum 0.75" in samples
+    assert "nodecfg_reconcile_duration_seconds_count 2" in samples
+    assert "nodecfg_last_success_timestamp_seconds 1700000000" in samples
+    assert "nodecfg_restart_pending 1" in samples and "nodecfg_owned_files 7" in samples
+    # Every sample has HELP and TYPE lines for its family.
+    for name in {ln.split("{")[0].split(" ")[0].removesuffix("_sum").removesuffix("_count") for ln in samples}:
+        assert f"# TYPE {name} " in text
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen(":9808") == ("0.0.0.0", 9808)
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("[::1]:9808") == ("::1", 9808)
+    assert parse_listen("none") is None
+    for bad in ("9808", "host:", "host:99999", "host:http"):
+        with pytest.raises(ValueError, match="--listen"):
+            parse_listen(bad)
+
+
+def test_spread_is_stable_per_node_and_within_bounds() -> None:
+    delays = [spread_delay(f"node-{i}", 600) for i in range(200)]
+    assert all(0 <= d < 600 for d in delays)
+    assert spread_delay("node-1", 600) == spread_delay("node-1", 600)
+    assert len({round(d) for d in delays}) > 100  # spread out, not bunched
+    assert spread_delay("node-1", 0) == 0
+
+
+def test_lock_names_its_holder(tmp_path: Path) -> None:
+    first = StateLock(str(tmp_path), "nodecfg run on n1")
+    first.acquire()
+    with pytest.raises(LockHeld, match=rf"pid {os.getpid()} .*nodecfg run on n1.*--wait"):
+        StateLock(str(tmp_path), "second").acquire()
+    first.release()
+    second = StateLock(str(tmp_path), "second")
+    second.acquire()  # free again
+    second.release()
+
+
+def test_watched_dirs_cover_the_input_and_what_it_references(tmp_path: Path) -> None:
+    (tmp_path / "cm").mkdir()
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "cm" / "sub").mkdir()
+    config = Config.model_validate(
+        {
+            "version": 1,
+            "registries": {"r.example": {"caFile": str(tmp_path / "secret" / "ca.pem")}},
+            "credentials": [{"registry": "r.example", "username": "u", "passwordFile": "sub/pw"}],
+        }
+    )
+    dirs = watched_dirs(str(tmp_path / "cm" / "registries.yaml"), config)
+    assert dirs == [str(tmp_path / "cm"), str(tmp_path / "secret")]  # cm/sub is inside cm
+
+
+def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
+    rc, _out, err = run("status", "--root", str(tmp_path))
+    assert rc == 2 and "has `nodecfg run` run on this node?" in err
+
+
+def test_status_prints_the_last_reconcile(tmp_path: Path) -> None:
+    state = tmp_path / "var/lib/nodecfg"
+    state.mkdir(parents=True)
+    status = {
+        "node": "n1",
+        "pid": 42,
+        "ready": False,
+        "reason": "rolled back",
+        "restartPending": False,
+        "restartPolicy": "auto",
+        "restartMethod": "systemd",
+        "badInputs": {"abc": {"time": "2026-11-22T00:00:00Z", "reason": "not ready"}},
+        "last": {
+            "result": "ok",
+            "trigger": "change",
+            "class": "cold",
+            "restart": "rolled-back",
+            "duration_s": 1.5,
+            "changed": ["write:/etc/containerd/config.toml"],
+        },
+        "updated": 0,
+    }
+    (state / "status.json").write_text(json.dumps(status))
+    rc, out, _err = run("status", "--root", str(tmp_path))
+    assert rc == 1
+    assert "ready:           no: rolled back" in out
+    assert "write:/etc/containerd/config.toml" in out
+    assert "rolled back:     input abc" in out
+    rc, out, _err = run("status", "--root", str(tmp_path), "-o", "json")
+    assert json.loads(out)["badInputs"]["abc"]["reason"] == "not ready"
+
+
+def test_run_refuses_bad_options(tmp_path: Path) -> None:
+    rc, _out, err = run("run", "--root", str(tmp_path), "--listen", "nope")
+    assert rc == 2 and "--listen" in err
+    rc, _out, err = run("run", "--root", str(tmp_path), "--resync", "soon")
+    assert rc == 2 and "duration" in err
+    rc, _out, err = run("run", "--root", str(tmp_path), "--restart-method", "command")
+    assert rc == 2 and "--restart-command" in err
