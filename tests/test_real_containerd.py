@@ -72,3 +72,30 @@ def test_layouts_as_containerd_reads_them(src, tmp_path):
     }
     assert not registry.get("mirrors")
     assert all(c.get("tls") is None for c in registry["configs"].values())
+
+
+def test_candidate_check_with_the_real_binary(tmp_path) -> None:
+    from nodecfg.node.containerd import check_with_containerd
+
+    hosts = "/etc/containerd/certs.d"
+    table = '[plugins."io.containerd.grpc.v1.cri".registry]\n'
+    auth = '[plugins."io.containerd.grpc.v1.cri".registry.configs."r.example:5000".auth]\n  username = "u"\n  password = "p"\n'
+    cases = {
+        "good": (f'version = 2\n{table}  config_path = "{hosts}"\n{auth}', []),
+        "typo": (f'version = 2\n{table}  config_pth = "{hosts}"\n{auth}', ["config_path = ''"]),
+        "v3 on 1.6": (f'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "{hosts}"\n', ["config_path"]),
+        "syntax": (f"version = 2\n{table}  config_path = \n", ["rejects the candidate"]),
+        "no auth": (f'version = 2\n{table}  config_path = "{hosts}"\n', ["credentials for r.example:5000"]),
+    }
+    for name, (text, expected) in cases.items():
+        candidate = tmp_path / f"{name}.toml"
+        candidate.write_text(text)
+        check = check_with_containerd(CONTAINERD, str(candidate), hosts, frozenset({"r.example:5000"}))
+        assert check.ran, name
+        joined = " | ".join(check.problems)
+        if expected:
+            assert all(e in joined for e in expected), (name, joined)
+        else:
+            assert not check.problems, (name, joined)
+    missing = check_with_containerd(None, str(tmp_path / "good.toml"), hosts, frozenset())
+    assert not missing.ran and "no containerd binary" in missing.note
