@@ -283,6 +283,11 @@ class Daemon:
     def _schedule(self) -> str:
         assert self.pending is not None
         if self.policy == "never" or isinstance(self.o.restarter, NoRestart):
+            since = started_at(serving_pid(self._cri_socket()))
+            if since is not None and since > self.pending.written_at:
+                log.info("restart", detail="containerd was restarted by someone else after config.toml was written")
+                self._clear_pending()
+                return "none"
             return "pending"
         now = time.monotonic()
         if not self.pending.first_due:
