@@ -83,7 +83,10 @@ def test_candidate_check_with_the_real_binary(tmp_path) -> None:
     cases = {
         "good": (f'version = 2\n{table}  config_path = "{hosts}"\n{auth}', []),
         "typo": (f'version = 2\n{table}  config_pth = "{hosts}"\n{auth}', ["config_path = ''"]),
-        "v3 on 1.6": (f'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "{hosts}"\n', ["config_path"]),
+        "v3 on 1.6": (
+            f'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "{hosts}"\n',
+            ["config_path"],
+        ),
         "syntax": (f"version = 2\n{table}  config_path = \n", ["rejects the candidate"]),
         "no auth": (f'version = 2\n{table}  config_path = "{hosts}"\n', ["credentials for r.example:5000"]),
     }
