@@ -128,3 +128,13 @@ def test_run_refuses_bad_options(tmp_path: Path) -> None:
     assert rc == 2 and "duration" in err
     rc, _out, err = run("run", "--root", str(tmp_path), "--restart-method", "command")
     assert rc == 2 and "--restart-command" in err
+
+
+def test_cli_defaults_agree_with_the_modules_that_use_them() -> None:
+    # cli.py keeps copies so the one-shot commands need not import grpc and jeepney.
+    from nodecfg import cli
+    from nodecfg.node import cri, restart
+
+    assert cli.DEFAULT_SOCKET == cri.DEFAULT_SOCKET
+    assert cli.DEFAULT_SYSTEM_BUS == restart.DEFAULT_SYSTEM_BUS
+    assert cli.DEFAULT_UNIT == restart.DEFAULT_UNIT

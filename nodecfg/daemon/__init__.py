@@ -26,22 +26,23 @@ from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import Probe, Server
 from nodecfg.daemon.watch import Watcher
 from nodecfg.node.apply import NodePaths
-from nodecfg.node.containerd import check_with_containerd, find_binary, serving_pid, started_at
+from nodecfg.node.containerd import check_with_containerd, detect_containerd, find_binary, serving_pid, started_at
 from nodecfg.node.cri import CRIClient, Health
 from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import StateLock
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.restart import NoRestart, Restarter, RestartError
+from nodecfg.node.state import STATUS_FILE
 from nodecfg.plan import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
 from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.loader import SpecError
+from nodecfg.spec.versions import ContainerdTarget
 
 log = structlog.get_logger("nodecfg")
 
-STATUS_FILE = "status.json"
 PENDING_FILE = "pending-restart.json"
 GOOD_CONFIG_FILE = "good-config.toml"
 BAD_INPUTS_FILE = "bad-inputs.json"
@@ -137,6 +138,7 @@ class Daemon:
         self.spread_s = 0.0
         self.health_timeout_s = 60.0
         self.last_error_logged: str | None = None
+        self.target: ContainerdTarget | None = None
 
     # ---------------------------------------------------------------- files in the state dir
 
@@ -225,7 +227,9 @@ class Daemon:
             recovered = recover_node(self.paths)
             if recovered:
                 event["recovered"] = recovered
-            prepared = prepare(self.paths, self.o.config_path, self.o.containerd_version, self.o.env)
+            if self.target is None or reason in ("start", "resync", "sighup"):
+                self.target = detect_containerd(self.paths.root, self.o.containerd_version)
+            prepared = prepare(self.paths, self.o.config_path, self.o.containerd_version, self.o.env, self.target)
         except SpecError as e:
             return self._failed(started, event, "invalid-input", e.render())
         except RenderError as e:

@@ -15,6 +15,7 @@ from nodecfg.plan import CurrentFile, Plan, make_plan
 from nodecfg.render import Layout, Rendered, render
 from nodecfg.spec.loader import load_config
 from nodecfg.spec.models import Config
+from nodecfg.spec.versions import ContainerdTarget
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,22 @@ def _current(paths: NodePaths, host_paths: set[str]) -> dict[str, CurrentFile]:
     return out
 
 
-def prepare(paths: NodePaths, config_path: str, containerd_version: str | None, env: Mapping[str, str] | None = None) -> Prepared:
-    """Read input and node, render and plan. Raises SpecError, RenderError or NodeError."""
+def prepare(
+    paths: NodePaths,
+    config_path: str,
+    containerd_version: str | None,
+    env: Mapping[str, str] | None = None,
+    target: ContainerdTarget | None = None,
+) -> Prepared:
+    """Read input and node, render and plan. Raises SpecError, RenderError or NodeError.
+
+    `target`: the containerd already detected (the daemon detects it once per resync, not on
+    every change: running the binary costs tens of milliseconds).
+    """
     config = load_config(read_input(config_path), config_path)
     materials = gather_materials(config, config_path, env)
     state = load_state(paths.real(paths.state_dir))
-    target = detect_containerd(paths.root, containerd_version)
+    target = target or detect_containerd(paths.root, containerd_version)
     config_info = read_file(paths.real(paths.containerd_config))
     current_config = None if config_info.content is None else config_info.content.decode("utf-8", errors="strict")
     rendered = render(

@@ -12,6 +12,7 @@ from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.render.legacy import Legacy
 
 STATE_VERSION = 1
+STATUS_FILE = "status.json"  # the daemon's last reconcile, read by `nodecfg status`
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,11 @@ IMAGES = [
     ("auth", "private/app:1"),
     ("auth", "library/hello:1"),
     ("mtls", "mtls/app:1"),
+    # The same image (same digest) on two registries: mirrors of one upstream, as in real life.
+    ("plain", "same/app:1"),
+    ("upstream", "same/app:1"),
 ]
+SAME_EVERYWHERE = {"same/app:1"}
 
 
 @dataclass
@@ -111,7 +115,8 @@ def open_lab() -> Iterator[Lab]:
             layout = d / "layout"
             for key, ref in IMAGES:
                 tag = f"{key}-{ref.replace('/', '-').replace(':', '-')}"
-                lab.images[(key, ref)] = build_oci_layout(layout, tag, f"{regs[key].name} {ref}")
+                content = f"identical {ref}" if ref in SAME_EVERYWHERE else f"{regs[key].name} {ref}"
+                lab.images[(key, ref)] = build_oci_layout(layout, tag, content)
                 push(layout, tag, regs[key], ref, pki)
             yield lab
     finally:
