@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -68,6 +69,32 @@ def _parser() -> argparse.ArgumentParser:
         help="render for this containerd release (default: detected from the node)",
     )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
+    restart_opts = argparse.ArgumentParser(add_help=False)
+    g = restart_opts.add_argument_group("restarting containerd")
+    g.add_argument(
+        "--restart-method",
+        choices=["systemd", "command", "none"],
+        default=_env("NODECFG_RESTART_METHOD", "systemd"),
+        help="how to restart containerd: the host systemd over D-Bus, --restart-command, or never "
+        "(env NODECFG_RESTART_METHOD; default %(default)s)",
+    )
+    g.add_argument(
+        "--restart-command",
+        default=_env("NODECFG_RESTART_COMMAND"),
+        help="argv for --restart-method command, shell-quoted, e.g. "
+        "'nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd' (env NODECFG_RESTART_COMMAND)",
+    )
+    g.add_argument(
+        "--systemd-bus",
+        default=DEFAULT_SYSTEM_BUS,
+        help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
+    )
+    g.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
+    g.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_SOCKET,
+        help="containerd's socket for CRI health checks, as a host path (default %(default)s)",
+    )
     parser = argparse.ArgumentParser(
         prog="nodecfg",
         description="Render, diff and apply containerd registry configuration (hosts.toml, config.toml) from one registries.yaml.",
@@ -95,32 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("validate", parents=[common], help="check the input and what it refers to; change nothing")
     p = sub.add_parser(
         "run",
-        parents=[common],
+        parents=[common, restart_opts],
         help="the daemon: follow the input, apply hot changes at once, restart containerd safely for cold ones",
-    )
-    p.add_argument(
-        "--restart-method",
-        choices=["systemd", "command", "none"],
-        default=_env("NODECFG_RESTART_METHOD", "systemd"),
-        help="how to restart containerd: the host systemd over D-Bus, --restart-command, or never "
-        "(env NODECFG_RESTART_METHOD; default %(default)s)",
-    )
-    p.add_argument(
-        "--restart-command",
-        default=_env("NODECFG_RESTART_COMMAND"),
-        help="argv for --restart-method command, shell-quoted, e.g. "
-        "'nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd' (env NODECFG_RESTART_COMMAND)",
-    )
-    p.add_argument(
-        "--systemd-bus",
-        default=DEFAULT_SYSTEM_BUS,
-        help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
-    )
-    p.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
-    p.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_SOCKET,
-        help="containerd's socket for CRI health checks, as a host path (default %(default)s)",
     )
     p.add_argument(
         "--node-name",
@@ -135,6 +138,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wait", action="store_true", help="wait for another nodecfg on this node to finish instead of exiting")
     p = sub.add_parser("status", parents=[common], help="what the daemon did last (from the state dir)")
+    p = sub.add_parser(
+        "uninstall",
+        parents=[common, restart_opts],
+        help="take nodecfg off the node: remove its files, restore the originals it kept, undo its config.toml edits",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+    p.add_argument(
+        "--force-original",
+        action="store_true",
+        help="restore config.toml exactly as it was before nodecfg, even if it was edited since",
+    )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="after uninstalling, stay up until SIGTERM (for a DaemonSet that runs uninstall on every node)",
+    )
     return parser
 
 
@@ -369,6 +388,65 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if status.get("ready") else EXIT_DIFFERS
 
 
+def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Remove nodecfg from the node; restart containerd only if config.toml changed."""
+    from nodecfg.node.cri import CRIClient  # noqa: PLC0415 (grpc only when a restart is checked)
+    from nodecfg.node.lock import StateLock  # noqa: PLC0415
+    from nodecfg.node.restart import NoRestart, make_restarter  # noqa: PLC0415
+    from nodecfg.node.uninstall import carry_out, plan_uninstall  # noqa: PLC0415
+
+    paths = _paths(args)
+    command = shlex.split(args.restart_command) if args.restart_command else []
+    restarter = make_restarter(
+        args.restart_method, command=command, bus_socket=paths.real(args.systemd_bus), unit=args.containerd_unit
+    )
+    lock = StateLock(paths.real(paths.state_dir), "nodecfg uninstall")
+    if os.path.isdir(paths.real(paths.state_dir)) and not args.dry_run:
+        lock.acquire()
+    try:
+        recovered = recover_node(paths)
+        if recovered:
+            log.warning("recovered", what=recovered)
+        u = plan_uninstall(paths, args.containerd_version, force_original=args.force_original)
+        for note in u.notes:
+            print(f"note: {note}", file=err)
+        for op in u.plan.operations:
+            print(op.describe(), file=out)
+        if args.dry_run:
+            print(f"dry run: {len(u.plan.operations)} change(s) not made", file=out)
+            return EXIT_OK
+        carry_out(paths, u)
+    finally:
+        lock.release()
+    print(f"nodecfg removed from the node ({len(u.plan.operations)} change(s)); state dir {paths.state_dir} removed", file=out)
+    log.info(
+        "uninstall",
+        changed=[f"{op.action.value}:{op.path}" for op in u.plan.operations],
+        restart_required=u.plan.restart_required,
+    )
+    if u.plan.restart_required:
+        if isinstance(restarter, NoRestart):
+            print(f"config.toml changed: restart containerd for it to take effect ({paths.containerd_config})", file=out)
+        else:
+            restarter.restart(120)
+            deadline = time.monotonic() + 60
+            with CRIClient(paths.real(args.containerd_socket), timeout=5) as c:
+                health = c.health()
+                while not health.ready and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    health = c.health()
+            print(f"containerd restarted: {health.describe()}", file=out)
+            if not health.ready:
+                return EXIT_ERROR
+    if args.hold:
+        print("holding until SIGTERM", file=out)
+        out.flush()
+        stop = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+    return EXIT_OK
+
+
 COMMANDS = {
     "diff": cmd_diff,
     "apply": cmd_apply,
@@ -376,6 +454,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "status": cmd_status,
+    "uninstall": cmd_uninstall,
 }
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from nodecfg.node.fs import TMP_SUFFIX, NodeError, atomic_write, fsync_dir, host_path, make_dirs, read_file, write_temp
 from nodecfg.node.state import Original, State, backup_name, save_state, state_bytes
-from nodecfg.plan import Action, Plan
+from nodecfg.plan import Action, Plan, sha256
+from nodecfg.render.files import FileKind
 from nodecfg.render.legacy import Legacy
 
 JOURNAL = "journal.json"
@@ -77,7 +78,15 @@ def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozen
         raise
     deletes = [paths.real(op.path) for op in plan.operations if op.action is Action.DELETE]
     dirs = set(state.dirs) | {paths.host(d) for d in created}
+    edited = dict(state.edited)
+    for op in plan.operations:
+        if op.kind is FileKind.CONTAINERD_CONFIG and op.path not in plan.owned:
+            if op.action is Action.WRITE and op.content is not None:
+                edited[op.path] = sha256(op.content)
+            else:
+                edited.pop(op.path, None)
     new_state = state.with_changes(
+        edited=edited,
         owned=dict(plan.owned),
         dirs=tuple(sorted(dirs)),
         auth_hosts=auth_hosts,

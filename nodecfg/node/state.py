@@ -32,6 +32,9 @@ class State:
     auth_hosts: frozenset[str] = frozenset()
     legacy: Legacy = field(default_factory=Legacy)
     originals: dict[str, Original] = field(default_factory=dict)
+    # Files nodecfg edits but does not own (config.toml): sha256 of what it last wrote there, so
+    # uninstall can tell whether anyone changed the file since.
+    edited: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for state.json."""
@@ -42,6 +45,7 @@ class State:
             "authHosts": sorted(self.auth_hosts),
             "legacy": self.legacy.to_json(),
             "originals": {p: {"backup": o.backup, "mode": o.mode} for p, o in sorted(self.originals.items())},
+            "edited": dict(sorted(self.edited.items())),
         }
 
     @classmethod
@@ -53,6 +57,7 @@ class State:
             auth_hosts=frozenset(data.get("authHosts", ())),
             legacy=Legacy.from_json(data.get("legacy") or {}),
             originals={str(p): Original(o.get("backup"), o.get("mode")) for p, o in data.get("originals", {}).items()},
+            edited={str(k): str(v) for k, v in data.get("edited", {}).items()},
         )
 
     def with_changes(self, **kw: Any) -> State:

@@ -225,6 +225,49 @@ def minimal_config(target: ContainerdVersion) -> str:
     )
 
 
+def _apply_ops(
+    text: str, plain: dict[str, Any], ops: list[tuple[Path, Any]], table: Path, where: str
+) -> tuple[str, dict[str, Any]]:
+    """Apply `ops` to the text (tomlkit) and to the parsed tree; the two must mean the same."""
+    expected = copy.deepcopy(plain)
+    effective: list[tuple[Path, Any]] = []
+    for path, value in ops:
+        before = _get(expected, path)
+        if (value is _DELETE and before is None) or (value is not _DELETE and before == value):
+            continue
+        effective.append((path, value))
+        _plain_apply(expected, path, value)
+        # A host entry left with nothing in it is removed too: it would be an empty table.
+        if value is _DELETE and path[-1] in ("auth", "tls") and _is_empty(expected, path[:-1]):
+            effective.append((path[:-1], _DELETE))
+            _plain_apply(expected, path[:-1], _DELETE)
+    if not effective:
+        out = text
+    else:
+        # First as [tables]; if that does not mean exactly what was intended (a file written with
+        # dotted keys), again with new values as inline tables below the registry table.
+        for inline_below in (None, len(table) - 1):
+            doc = tomlkit.parse(text)
+            for path, value in effective:
+                _tk_apply(doc, path, value, inline_below=inline_below)
+            out = doc.as_string()
+            if not out.endswith("\n"):
+                out += "\n"
+            try:
+                if _pruned(tomllib.loads(out)) == _pruned(expected):
+                    break
+            except tomllib.TOMLDecodeError:
+                pass
+        else:
+            raise RenderError(
+                [
+                    f"{where}: nodecfg could not edit this file without changing other settings (a "
+                    "layout it does not handle); nothing was written. Please report the file's layout."
+                ]
+            )
+    return out, expected
+
+
 def edit_containerd_config(
     text: str,
     *,
@@ -269,44 +312,54 @@ def edit_containerd_config(
             warnings.append(f"{where}: replacing credentials for {host} that nodecfg did not write (the original file is kept)")
         ops.append(((*table, "configs", host, "auth"), value))
 
-    expected = copy.deepcopy(plain)
-    effective: list[tuple[Path, Any]] = []
-    for path, value in ops:
-        before = _get(expected, path)
-        if (value is _DELETE and before is None) or (value is not _DELETE and before == value):
-            continue
-        effective.append((path, value))
-        _plain_apply(expected, path, value)
-        # A host entry left with nothing in it is removed too: it would be an empty table.
-        if value is _DELETE and path[-1] in ("auth", "tls") and _is_empty(expected, path[:-1]):
-            effective.append((path[:-1], _DELETE))
-            _plain_apply(expected, path[:-1], _DELETE)
-    if not effective:
-        out = text
-    else:
-        # First as [tables]; if that does not mean exactly what was intended (a file written with
-        # dotted keys), again with new values as inline tables below the registry table.
-        for inline_below in (None, len(table) - 1):
-            doc = tomlkit.parse(text)
-            for path, value in effective:
-                _tk_apply(doc, path, value, inline_below=inline_below)
-            out = doc.as_string()
-            if not out.endswith("\n"):
-                out += "\n"
-            try:
-                if _pruned(tomllib.loads(out)) == _pruned(expected):
-                    break
-            except tomllib.TOMLDecodeError:
-                pass
-        else:
-            raise RenderError(
-                [
-                    f"{where}: nodecfg could not edit this file without changing other settings (a "
-                    "layout it does not handle); nothing was written. Please report the file's layout."
-                ]
-            )
+    out, expected = _apply_ops(text, plain, ops, table, where)
     result = expected
     final_registry = _get(result, table) or {}
     final_configs = final_registry.get("configs") or {}
     holds = any(isinstance(v, Mapping) and v.get("auth") for v in final_configs.values()) or bool(final_registry.get("auths"))
     return ConfigEdit(out, table, holds, legacy, frozenset(auths), tuple(warnings))
+
+
+def remove_nodecfg_edits(
+    text: str,
+    *,
+    where: str,
+    original: str | None,
+    owned_auth_hosts: frozenset[str],
+    moved_legacy: bool,
+    target: ContainerdVersion,
+) -> str:
+    """config.toml without nodecfg's edits, everything else byte for byte (for uninstall).
+
+    `config_path` goes back to its value in `original` (or away), nodecfg's credential entries go,
+    and legacy `mirrors` / `configs.*.tls` that nodecfg moved into hosts.toml come back from
+    `original`. Raise RenderError when that cannot be done exactly.
+    """
+    plain = parse_plain(text, where)
+    table, _warnings = registry_table(plain, target, where)
+    before = parse_plain(original, f"{where} (original)") if original else {}
+    old_registry = _get(before, table) or {}
+    ops: list[tuple[Path, Any]] = []
+    old_path = old_registry.get("config_path")
+    ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) and old_path else _DELETE))
+    for host in sorted(owned_auth_hosts):
+        ops.append(((*table, "configs", host, "auth"), _DELETE))
+    if moved_legacy:
+        if original is None:
+            raise RenderError(
+                [f"{where}: nodecfg moved legacy mirrors/tls out of this file but kept no original to restore them from"]
+            )
+        if old_registry.get("mirrors"):
+            ops.append(((*table, "mirrors"), copy.deepcopy(old_registry["mirrors"])))
+        for host, entry in sorted((old_registry.get("configs") or {}).items()):
+            if isinstance(entry, Mapping) and entry.get("tls"):
+                ops.append(((*table, "configs", host, "tls"), copy.deepcopy(entry["tls"])))
+    _out, after = _apply_ops(text, plain, ops, table, where)
+    # Tables nodecfg created and that are empty now go too.
+    if _get(before, (*table, "configs")) is None and _is_empty(after, (*table, "configs")):
+        ops.append(((*table, "configs"), _DELETE))
+        _plain_apply(after, (*table, "configs"), _DELETE)
+    if _get(before, table) is None and _is_empty(after, table):
+        ops.append((table, _DELETE))
+    out, _expected = _apply_ops(text, plain, ops, table, where)
+    return out

@@ -1,0 +1,102 @@
+"""Take nodecfg off a node: its files go, the originals it kept come back, its config.toml edits go."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from nodecfg.node.apply import NodePaths, apply_plan
+from nodecfg.node.containerd import detect_containerd
+from nodecfg.node.fs import NodeError, read_file
+from nodecfg.node.state import State, load_state
+from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
+from nodecfg.render.containerd_config import remove_nodecfg_edits
+from nodecfg.render.errors import RenderError
+from nodecfg.render.files import FileKind
+from nodecfg.render.hosts import kind_of_file_name
+
+
+@dataclass(frozen=True)
+class Uninstall:
+    """What uninstall will do; `plan` is applied with the same journal as `apply`."""
+
+    plan: Plan
+    state: State
+    notes: tuple[str, ...]
+
+
+def _original(paths: NodePaths, state: State, path: str) -> tuple[bool, bytes | None, int | None]:
+    """(kept, content, mode) of the original of `path`; content None: it did not exist."""
+    o = state.originals.get(path)
+    if o is None:
+        return False, None, None
+    if o.backup is None:
+        return True, None, None
+    info = read_file(os.path.join(paths.real(paths.state_dir), "originals", o.backup))
+    if info.content is None:
+        raise NodeError(f"the original of {path} is missing from {paths.state_dir}/originals/{o.backup}")
+    return True, info.content, o.mode
+
+
+def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_original: bool = False) -> Uninstall:
+    """Work out the operations that take nodecfg off the node. Changes nothing."""
+    state = load_state(paths.real(paths.state_dir))
+    notes: list[str] = []
+    ops: list[Operation] = []
+    config = paths.containerd_config
+    for path in sorted(set(state.owned) | set(state.originals)):
+        if path == config:
+            continue
+        kind = kind_of_file_name(os.path.basename(path))
+        current = read_file(paths.real(path))
+        kept, content, mode = _original(paths, state, path)
+        if kept and content is not None:
+            if current.content != content:
+                ops.append(Operation(Action.WRITE, path, ChangeClass.HOT, kind, content, mode if mode is not None else 0o644))
+        elif current.content is not None and (path in state.owned):
+            if sha256(current.content) != state.owned[path]:
+                notes.append(f"{path} was changed after nodecfg wrote it; removed anyway (nodecfg owns it)")
+            ops.append(Operation(Action.DELETE, path, ChangeClass.HOT, kind))
+    edited = config in state.owned or config in state.originals or state.auth_hosts or bool(state.legacy)
+    current_cfg = read_file(paths.real(config))
+    if edited and current_cfg.content is not None:
+        kept, original, mode = _original(paths, state, config)
+        untouched_since = sha256(current_cfg.content) in (state.edited.get(config), state.owned.get(config))
+        desired: bytes | None
+        if kept and (untouched_since or force_original):
+            desired = original  # byte for byte what was there before nodecfg
+        else:
+            if kept:
+                notes.append(f"{config} was changed after nodecfg's last write: only nodecfg's edits are taken out")
+            target = detect_containerd(paths.root, containerd_version)
+            try:
+                text = remove_nodecfg_edits(
+                    current_cfg.content.decode("utf-8"),
+                    where=config,
+                    original=original.decode("utf-8") if original is not None else None,
+                    owned_auth_hosts=state.auth_hosts,
+                    moved_legacy=bool(state.legacy),
+                    target=target.version,
+                )
+            except RenderError as e:
+                raise NodeError("; ".join(e.problems) + " (--force-original restores the original file as it was)") from None
+            desired = text.encode()
+        if desired != current_cfg.content:
+            if desired is None:
+                ops.append(Operation(Action.DELETE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG))
+            else:
+                file_mode = mode if (kept and untouched_since and mode is not None) else (current_cfg.mode or 0o644)
+                ops.append(Operation(Action.WRITE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG, desired, file_mode))
+    # Files that point at others go first; config.toml last, as in apply.
+    ops.sort(key=lambda op: (op.kind is FileKind.CONTAINERD_CONFIG, op.action is Action.WRITE))
+    return Uninstall(Plan(tuple(ops), owned={}), state, tuple(notes))
+
+
+def carry_out(paths: NodePaths, u: Uninstall) -> None:
+    """Apply the plan (journaled) and remove nodecfg's state directory."""
+    apply_plan(u.plan, paths, u.state, auth_hosts=frozenset(), legacy=State().legacy)
+    real = paths.real(paths.state_dir)
+    shutil.rmtree(real, ignore_errors=True)
+    if os.path.exists(real):
+        raise NodeError(f"could not remove {real}")
