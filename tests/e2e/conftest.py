@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.e2e.harness import HOSTS_FILE, INSTALL, Containerd, missing_binaries
-from tests.e2e.lab import AUTH_PASSWORD, AUTH_USER, Lab, Node, open_lab
+from tests.e2e.harness import HOSTS_FILE, INSTALL, missing_binaries
+from tests.e2e.lab import AUTH_PASSWORD, AUTH_USER, Lab, Node, open_lab, open_node
 
 __all__ = ["AUTH_PASSWORD", "AUTH_USER", "Lab", "Node"]
 
@@ -45,27 +42,17 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def node(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Node]:
-    # A short path: the containerd socket path must fit in sockaddr_un (108 bytes).
-    d = Path(tempfile.mkdtemp(prefix="nodecfg-e2e-"))
-    cd = Containerd(d)
-    cd.config.write_text(cd.base_config())
-    n = Node(d, cd, lab)
-    try:
-        cd.start()
-        yield n
-    finally:
-        for daemon in n.daemons:
-            if daemon.proc is not None:
-                daemon.stop()
-        cd.stop()
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(f"\n--- containerd log (tail) for {request.node.name}:\n{cd.log.read_text()[-4000:]}")
-            for daemon in n.daemons:
-                print(f"--- {daemon.log.name} (tail):\n{daemon.log.read_text()[-4000:]}")
-            for f in sorted(n.hosts_dir.rglob("hosts.toml")) if n.hosts_dir.exists() else []:
-                print(f"--- {f}:\n{f.read_text()}")
-        shutil.rmtree(d, ignore_errors=True)
-        # Anything the test left running under its dir (a shim, a stray daemon) is a bug here.
-        leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if str(d) in " ".join(p.info["cmdline"] or [])]
-        assert not leftover, f"processes left behind under {d}: {leftover}"
+    with open_node(lab) as n:
+        try:
+            yield n
+        finally:
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.failed:
+                print(f"\n--- containerd log (tail) for {request.node.name}:\n{n.containerd.log.read_text()[-4000:]}")
+                for daemon in n.daemons:
+                    print(f"--- {daemon.log.name} (tail):\n{daemon.log.read_text()[-4000:]}")
+                for f in sorted(n.hosts_dir.rglob("hosts.toml")) if n.hosts_dir.exists() else []:
+                    print(f"--- {f}:\n{f.read_text()}")
+    # Anything the test left running under its dir (a shim, a stray daemon) is a bug here.
+    leftover = [p.pid for p in psutil.process_iter(["cmdline"]) if str(n.d) in " ".join(p.info["cmdline"] or [])]
+    assert not leftover, f"processes left behind under {n.d}: {leftover}"

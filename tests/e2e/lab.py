@@ -239,7 +239,8 @@ class Node:
 @contextmanager
 def open_node(lab: Lab) -> Iterator[Node]:
     """A node with a running containerd (Debian's config shape) under a short temp dir."""
-    d = Path(tempfile.mkdtemp(prefix="nodecfg-node-"))
+    # A short path: the containerd socket path must fit in sockaddr_un (108 bytes).
+    d = Path(tempfile.mkdtemp(prefix="nodecfg-e2e-"))
     cd = Containerd(d)
     cd.config.write_text(cd.base_config())
     n = Node(d, cd, lab)
