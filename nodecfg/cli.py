@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
@@ -31,7 +31,11 @@ DEFAULT_CONFIG = "/etc/nodecfg/registries.yaml"
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
 DEFAULT_UNIT = "containerd.service"
+UNINSTALL_HEALTH_TIMEOUT_S = 60.0  # the input's restart.healthTimeout default; uninstall has no input
 log = structlog.get_logger("nodecfg")
+
+if TYPE_CHECKING:
+    from nodecfg.node.restart import Restarter
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -317,28 +321,37 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _restarter(args: argparse.Namespace, paths: NodePaths) -> Restarter:
+    """The restart method the restart options ask for (`run` and `uninstall`)."""
+    from nodecfg.node.restart import make_restarter  # noqa: PLC0415 (jeepney only when needed)
+
+    try:
+        command = shlex.split(args.restart_command) if args.restart_command else []
+    except ValueError as e:
+        raise NodeError(f"--restart-command {args.restart_command!r}: {e}") from None
+    return make_restarter(
+        args.restart_method, command=command, bus_socket=paths.real(args.systemd_bus), unit=args.containerd_unit
+    )
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     # Imported here: grpc (CRI) and jeepney (D-Bus) cost ~20 MiB and ~0.1 s that the one-shot
     # commands do not need.
     from nodecfg.daemon import Daemon, Options  # noqa: PLC0415
     from nodecfg.daemon.server import parse_listen  # noqa: PLC0415
-    from nodecfg.node.restart import make_restarter  # noqa: PLC0415
 
     paths = _paths(args)
     try:
         resync = parse_duration(args.resync)
         listen = parse_listen(args.listen)
-        command = shlex.split(args.restart_command) if args.restart_command else []
     except ValueError as e:
         print(f"error: {e}", file=err)
         return EXIT_ERROR
     if resync <= 0:
         print(f"error: --resync must be a positive duration, not {args.resync!r}", file=err)
         return EXIT_ERROR
-    restarter = make_restarter(
-        args.restart_method, command=command, bus_socket=paths.real(args.systemd_bus), unit=args.containerd_unit
-    )
+    restarter = _restarter(args, paths)
     opts = Options(
         paths=paths,
         config_path=args.config,
@@ -390,16 +403,13 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Remove nodecfg from the node; restart containerd only if config.toml changed."""
-    from nodecfg.node.cri import CRIClient  # noqa: PLC0415 (grpc only when a restart is checked)
+    from nodecfg.node.cri import wait_healthy  # noqa: PLC0415 (grpc only when a restart is checked)
     from nodecfg.node.lock import StateLock  # noqa: PLC0415
-    from nodecfg.node.restart import NoRestart, make_restarter  # noqa: PLC0415
+    from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart  # noqa: PLC0415
     from nodecfg.node.uninstall import carry_out, plan_uninstall  # noqa: PLC0415
 
     paths = _paths(args)
-    command = shlex.split(args.restart_command) if args.restart_command else []
-    restarter = make_restarter(
-        args.restart_method, command=command, bus_socket=paths.real(args.systemd_bus), unit=args.containerd_unit
-    )
+    restarter = _restarter(args, paths)
     lock = StateLock(paths.real(paths.state_dir), "nodecfg uninstall")
     if os.path.isdir(paths.real(paths.state_dir)) and not args.dry_run:
         lock.acquire()
@@ -428,13 +438,8 @@ def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if isinstance(restarter, NoRestart):
             print(f"config.toml changed: restart containerd for it to take effect ({paths.containerd_config})", file=out)
         else:
-            restarter.restart(120)
-            deadline = time.monotonic() + 60
-            with CRIClient(paths.real(args.containerd_socket), timeout=5) as c:
-                health = c.health()
-                while not health.ready and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    health = c.health()
+            restarter.restart(RESTART_TIMEOUT_S)
+            health = wait_healthy(paths.real(args.containerd_socket), UNINSTALL_HEALTH_TIMEOUT_S, lambda h: h.ready)
             print(f"containerd restarted: {health.describe()}", file=out)
             if not health.ready:
                 return EXIT_ERROR

@@ -27,12 +27,12 @@ from nodecfg.daemon.server import Probe, Server
 from nodecfg.daemon.watch import Watcher
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import check_with_containerd, detect_containerd, find_binary, serving_pid, started_at
-from nodecfg.node.cri import CRIClient, Health
+from nodecfg.node.cri import CRIClient, Health, wait_healthy
 from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import StateLock
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
-from nodecfg.node.restart import NoRestart, Restarter, RestartError
+from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError
 from nodecfg.node.state import STATUS_FILE
 from nodecfg.plan import redact
 from nodecfg.render.errors import RenderError
@@ -48,8 +48,6 @@ GOOD_CONFIG_FILE = "good-config.toml"
 BAD_INPUTS_FILE = "bad-inputs.json"
 SETTLE_S = 1.0  # a cold change waits this long for the rest of its burst before the restart
 MAX_SETTLE_S = 30.0  # ... but a steady stream of changes cannot postpone it longer than this
-HEALTH_POLL_S = 0.2
-RESTART_TIMEOUT_S = 120.0  # the restart itself (systemd job or command); health has its own timeout
 
 
 @dataclass(frozen=True)
@@ -180,14 +178,7 @@ class Daemon:
         return h.ready and self.paths.hosts_dir in (h.config_path or "").split(":")
 
     def _wait_healthy(self, timeout: float) -> Health:
-        deadline = time.monotonic() + timeout
-        h = Health(False, ("not checked yet",))
-        while time.monotonic() < deadline:
-            h = self.health()
-            if self._healthy_with_our_config(h):
-                return h
-            time.sleep(HEALTH_POLL_S)
-        return h
+        return wait_healthy(self._cri_socket(), timeout, self._healthy_with_our_config)
 
     # ---------------------------------------------------------------- reconcile
 

@@ -18,6 +18,7 @@ SYSTEMD_PATH = "/org/freedesktop/systemd1"
 SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
 DEFAULT_UNIT = "containerd.service"
 DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
+RESTART_TIMEOUT_S = 120.0  # the restart itself (systemd job or command); health has its own timeout
 
 
 class RestartError(NodeError):

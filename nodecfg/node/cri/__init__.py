@@ -9,6 +9,7 @@ so no generated service stubs are needed.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -137,6 +138,18 @@ class CRIClient:
         return Health(
             not problems, problems, f"{v.runtime_name} {v.runtime_version}", registry_config_path(st.info.get("config"))
         )
+
+
+def wait_healthy(socket: str, timeout: float, good: Callable[[Health], bool], poll: float = 0.2) -> Health:
+    """Poll the runtime's health until `good(health)` or `timeout` seconds; return the last answer."""
+    deadline = time.monotonic() + timeout
+    h = Health(False, ("not checked yet",))
+    with CRIClient(socket, timeout=5) as c:
+        while True:
+            h = c.health(timeout=5)
+            if good(h) or time.monotonic() >= deadline:
+                return h
+            time.sleep(poll)
 
 
 def registry_config_path(config_json: str | None) -> str | None:
