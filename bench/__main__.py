@@ -34,7 +34,7 @@ from nodecfg.node.cri import CRIClient, CRIError  # noqa: E402
 from nodecfg.node.reconcile import prepare  # noqa: E402
 from tests.e2e.harness import HOSTS_FILE, INSTALL, missing_binaries  # noqa: E402
 from tests.e2e.kube import DaemonProcess, KubeletVolume  # noqa: E402
-from tests.e2e.lab import Lab, Node, open_lab, open_node  # noqa: E402
+from tests.e2e.lab import Lab, Node, hub, open_lab, open_node  # noqa: E402
 
 DEBIAN_NODE = REPO / "examples" / "node"
 
@@ -153,16 +153,9 @@ def bench_render(report: Report, sizes: list[int]) -> None:
 # ------------------------------------------------------------------------------------ daemon
 
 
-def hub(mirror: str, extra: str = "") -> str:
-    return f'version: 1\nregistries:\n  docker.io:\n    mirrors: ["http://{mirror}"]\n{extra}'
-
-
 @contextmanager
 def running_daemon(node: Node, vol_files: dict[str, str | bytes], **kw: object) -> Iterator[DaemonProcess]:
-    vol = KubeletVolume(node.volume_dir)
-    vol.update(vol_files)
-    d = node.daemon(**kw)  # type: ignore[arg-type]
-    d.start()
+    _vol, d = node.follow(vol_files, ready=False, **kw)
     try:
         d.wait_ready(120)
         yield d

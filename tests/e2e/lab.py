@@ -33,7 +33,7 @@ from tests.e2e.harness import (
     start_registry,
     stop_process,
 )
-from tests.e2e.kube import DaemonProcess
+from tests.e2e.kube import DaemonProcess, KubeletVolume
 
 
 def _become_subreaper() -> None:
@@ -68,6 +68,11 @@ IMAGES = [
     ("upstream", "same/app:1"),
 ]
 SAME_EVERYWHERE = {"same/app:1"}
+
+
+def hub(mirror: str, extra: str = "") -> str:
+    """A registries.yaml: Docker Hub through the plain-HTTP mirror `mirror`, plus `extra` lines."""
+    return f'version: 1\nregistries:\n  docker.io:\n    mirrors: ["http://{mirror}"]\n{extra}'
 
 
 @dataclass
@@ -234,6 +239,17 @@ class Node:
         d = DaemonProcess(args, self.d / f"daemon-{len(self.daemons)}.log", env)
         self.daemons.append(d)
         return d
+
+    def follow(self, files: dict[str, str | bytes], *, ready: bool = True, **kw: Any) -> tuple[KubeletVolume, DaemonProcess]:
+        """Put `files` in the ConfigMap-style volume, start a daemon on it and (by default) wait
+        until it is ready; returns the volume (to update) and the daemon."""
+        vol = KubeletVolume(self.volume_dir)
+        vol.update(files)
+        d = self.daemon(**kw)
+        d.start()
+        if ready:
+            d.wait_ready()
+        return vol, d
 
 
 @contextmanager
