@@ -128,7 +128,9 @@ def test_run_refuses_bad_options(tmp_path: Path) -> None:
     assert rc == 2 and "duration" in err
     rc, _out, err = run("run", "--root", str(tmp_path), "--restart-method", "command")
     assert rc == 2 and "--restart-command" in err
-    rc, _out, err = run("uninstall", "--root", str(tmp_path), "--restart-method", "command", "--restart-command", "systemctl 'restart")
+    rc, _out, err = run(
+        "uninstall", "--root", str(tmp_path), "--restart-method", "command", "--restart-command", "systemctl 'restart"
+    )
     assert rc == 2 and "--restart-command" in err and "quotation" in err
 
 

@@ -70,15 +70,18 @@ class Options:
 class Pending:
     """A config.toml written but not yet loaded by containerd; persisted in PENDING_FILE."""
 
-    written_at: float
     input_hash: str
     good_exists: bool  # False: there was no config.toml before (rollback removes it)
+    # The containerd that was running when the file was last written (pid, start time), or None
+    # when it cannot be seen (no hostPID). Another containerd serving the socket now has loaded it.
+    # Compared as an identity, not against the clock: process start times are coarse.
+    containerd: tuple[int, float] | None = None
     due: float = 0.0  # monotonic; 0 = not scheduled (policy never / method none)
     first_due: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for PENDING_FILE."""
-        return {"writtenAt": self.written_at, "inputHash": self.input_hash, "goodExists": self.good_exists}
+        return {"inputHash": self.input_hash, "goodExists": self.good_exists, "containerd": self.containerd}
 
 
 @dataclass
@@ -161,7 +164,10 @@ class Daemon:
         self.bad = self._read_json(BAD_INPUTS_FILE) or {}
         p = self._read_json(PENDING_FILE)
         if isinstance(p, dict):
-            self.pending = Pending(float(p["writtenAt"]), str(p["inputHash"]), bool(p["goodExists"]))
+            running = p.get("containerd")
+            self.pending = Pending(
+                str(p["inputHash"]), bool(p["goodExists"]), (int(running[0]), float(running[1])) if running else None
+            )
             log.warning("pending-restart", detail="a config.toml change from before this start is not yet loaded by containerd")
 
     # ---------------------------------------------------------------- containerd
@@ -173,6 +179,17 @@ class Daemon:
         """Containerd's CRI health as kubelet would see it, plus the config_path it loaded."""
         with CRIClient(self._cri_socket(), timeout=5) as c:
             return c.health(timeout=5)
+
+    def _running_containerd(self) -> tuple[int, float] | None:
+        """(pid, start time) of the process serving containerd's socket, if this process can see it."""
+        pid = serving_pid(self._cri_socket())
+        since = started_at(pid)
+        return None if pid is None or since is None else (pid, since)
+
+    def _restarted_since(self, pending: Pending) -> bool:
+        """True when a containerd other than the one running at the write serves the socket now."""
+        now = self._running_containerd()
+        return pending.containerd is not None and now is not None and now != pending.containerd
 
     def _healthy_with_our_config(self, h: Health) -> bool:
         return h.ready and self.paths.hosts_dir in (h.config_path or "").split(":")
@@ -263,7 +280,7 @@ class Daemon:
         if cold:
             assert self.pending is not None
             self.pending.input_hash = digest
-            self.pending.written_at = time.time()
+            self.pending.containerd = self._running_containerd()
             self._write_json(PENDING_FILE, self.pending.to_json())
             failpoint("after-cold-write")
         restart = "none"
@@ -278,8 +295,7 @@ class Daemon:
     def _schedule(self) -> str:
         assert self.pending is not None
         if self.policy == "never" or isinstance(self.o.restarter, NoRestart):
-            since = started_at(serving_pid(self._cri_socket()))
-            if since is not None and since > self.pending.written_at:
+            if self._restarted_since(self.pending):
                 log.info("restart", detail="containerd was restarted by someone else after config.toml was written")
                 self._clear_pending()
                 return "none"
@@ -319,7 +335,7 @@ class Daemon:
         info = read_file(self.paths.real(self.paths.containerd_config))
         if info.content is not None:
             atomic_write(self._state_file(GOOD_CONFIG_FILE), info.content, 0o600)
-        self.pending = Pending(time.time(), digest, info.content is not None)
+        self.pending = Pending(digest, info.content is not None, self._running_containerd())
         self._write_json(PENDING_FILE, self.pending.to_json())
 
     def _failed(self, started: float, event: dict[str, Any], result: str, message: str) -> None:
@@ -367,11 +383,9 @@ class Daemon:
         pending = self.pending
         started = time.monotonic()
         self.busy_until = started + 2 * (self.health_timeout_s + RESTART_TIMEOUT_S)
-        pid = serving_pid(self._cri_socket())
-        since = started_at(pid)
-        if since is not None and since > pending.written_at:
+        if self._restarted_since(pending):
             h = self._wait_healthy(self.health_timeout_s)
-            log.info("restart", skipped="containerd already restarted after config.toml was written", pid=pid, healthy=h.ready)
+            log.info("restart", skipped="containerd already restarted after config.toml was written", healthy=h.ready)
             if self._healthy_with_our_config(h):
                 self._clear_pending()
                 self._after_restart(h, pending, started, restarted=False)

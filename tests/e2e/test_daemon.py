@@ -14,11 +14,7 @@ from nodecfg.node.cri import CRIClient
 from nodecfg.node.restart import CommandRestart, RestartError, SystemdRestart
 from tests.e2e.conftest import AUTH_PASSWORD, AUTH_USER, Lab, Node
 from tests.e2e.fake_systemd import DBusDaemon, FakeSystemd
-from tests.e2e.kube import KubeletVolume
-
-
-def hub(mirror: str, extra: str = "") -> str:
-    return f'version: 1\nregistries:\n  docker.io:\n    mirrors: ["http://{mirror}"]\n{extra}'
+from tests.e2e.lab import hub
 
 
 def configured(node: Node, lab: Lab) -> None:
@@ -33,11 +29,7 @@ def hosts_toml(node: Node, registry: str = "docker.io") -> str:
 
 def test_hot_change_by_configmap_swap_is_used_by_the_next_pull_without_restart(node: Node, lab: Lab) -> None:
     configured(node, lab)
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host)})
-    d = node.daemon()
-    d.start()
-    d.wait_ready()
+    vol, d = node.follow({"registries.yaml": hub(lab.plain.host)})
     pid = node.containerd.pid
     assert node.pull("docker.io/library/hello:1") == lab.image("plain", "library/hello:1").id
 
@@ -65,10 +57,7 @@ credentials:
     username: {AUTH_USER}
     passwordFile: password
 """
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": base, "ca.pem": ca, "password": "wrong-0"})
-    d = node.daemon()
-    d.start()
+    vol, d = node.follow({"registries.yaml": base, "ca.pem": ca, "password": "wrong-0"}, ready=False)
     d.wait_for("the first restart", lambda: d.metric("nodecfg_restarts_total") == 1)
     d.wait_ready()
     pid = node.containerd.pid
@@ -90,13 +79,9 @@ credentials:
 def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) -> None:
     configured(node, lab)
     good = node.containerd.config.read_bytes()
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host, "restart:\n  healthTimeout: 3s\n")})
     # The restart command starts containerd with a broken CRI config whenever config.toml holds
     # credentials for break.test: containerd runs, CRI does not.
-    d = node.daemon(break_on="break.test")
-    d.start()
-    d.wait_ready()
+    vol, d = node.follow({"registries.yaml": hub(lab.plain.host, "restart:\n  healthTimeout: 3s\n")}, break_on="break.test")
     vol.update(
         {
             "registries.yaml": hub(
@@ -118,13 +103,8 @@ def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) 
     # SIGHUP forces a resync: the same input must not be tried again.
     assert d.proc is not None
     d.proc.send_signal(signal.SIGHUP)
-    d.wait_for(
-        "the resync",
-        lambda: (
-            any(e.get("trigger") == "sighup" for e in d.events()) or d.metric('nodecfg_reconciles_total{result="bad-input"}') >= 2
-        ),
-        timeout=10,
-    )
+    # The resync refuses the rolled-back input (a "bad-input" reconcile) instead of applying it.
+    d.wait_for("the resync", lambda: d.metric('nodecfg_reconciles_total{result="bad-input"}') >= 1, timeout=10)
     time.sleep(1.5)
     assert d.metric("nodecfg_restarts_total") == restarts
     assert node.containerd.config.read_bytes() == good
@@ -142,11 +122,7 @@ def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) 
 
 def test_invalid_input_changes_nothing_and_the_next_valid_input_recovers(node: Node, lab: Lab) -> None:
     configured(node, lab)
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host)})
-    d = node.daemon()
-    d.start()
-    d.wait_ready()
+    vol, d = node.follow({"registries.yaml": hub(lab.plain.host)})
 
     def snapshot() -> dict[str, bytes]:
         files = {str(p): p.read_bytes() for p in node.hosts_dir.rglob("*") if p.is_file()}
@@ -171,11 +147,7 @@ def test_invalid_input_changes_nothing_and_the_next_valid_input_recovers(node: N
 
 
 def test_second_instance_names_the_holder_and_exits(node: Node, lab: Lab) -> None:
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host)})
-    first = node.daemon()
-    first.start()
-    first.wait_ready()
+    _vol, first = node.follow({"registries.yaml": hub(lab.plain.host)})
     second = node.daemon()
     second.start()
     assert second.proc is not None
@@ -201,10 +173,8 @@ def test_killed_at_any_step_the_next_start_leaves_a_consistent_healthy_node(
     configured(node, lab)
     good = node.containerd.config.read_bytes()
     creds = "restart:\n  healthTimeout: 3s\ncredentials:\n  - registry: {}\n    username: u\n    passwordFile: pw\n"
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host, creds.format("break.test" if bad else "ok.test")), "pw": "pw-value"})
-    first = node.daemon(break_on="break.test", env={"NODECFG_FAILPOINT": failpoint})
-    first.start()
+    files = {"registries.yaml": hub(lab.plain.host, creds.format("break.test" if bad else "ok.test")), "pw": "pw-value"}
+    _vol, first = node.follow(files, ready=False, break_on="break.test", env={"NODECFG_FAILPOINT": failpoint})
     assert first.proc is not None
     assert first.proc.wait(60) == -signal.SIGKILL, first.log.read_text()[-2000:]
 
@@ -238,12 +208,11 @@ def bus(node: Node) -> Iterator[DBusDaemon]:
 def test_systemd_method_restarts_containerd_over_dbus(node: Node, lab: Lab, bus: DBusDaemon) -> None:
     systemd = FakeSystemd(bus, {"containerd.service": node.containerd.restart})
     try:
-        vol = KubeletVolume(node.volume_dir)
-        vol.update({"registries.yaml": hub(lab.plain.host)})
         pid = node.containerd.pid
-        d = node.daemon(method="systemd", extra=["--systemd-bus", str(bus.socket)])
-        d.start()
-        d.wait_ready()  # config_path was added: ready only after the restart
+        # config_path is new: ready only after the restart.
+        _vol, d = node.follow(
+            {"registries.yaml": hub(lab.plain.host)}, method="systemd", extra=["--systemd-bus", str(bus.socket)]
+        )
         assert node.containerd.pid != pid
         assert ("RestartUnit", ("containerd.service", "replace")) in systemd.calls
         assert ("Subscribe", ()) in systemd.calls
@@ -276,14 +245,10 @@ def test_command_method_failure_is_reported() -> None:
 
 def test_resync_restores_a_hand_edited_owned_file_and_leaves_others_alone(node: Node, lab: Lab) -> None:
     configured(node, lab)
-    vol = KubeletVolume(node.volume_dir)
-    vol.update({"registries.yaml": hub(lab.plain.host)})
     theirs = node.hosts_dir / "other.example" / "hosts.toml"
     theirs.parent.mkdir(parents=True)
     theirs.write_text('server = "https://other.example"\n[host]\n')
-    d = node.daemon(extra=["--resync", "1s"])
-    d.start()
-    d.wait_ready()
+    _vol, d = node.follow({"registries.yaml": hub(lab.plain.host)}, extra=["--resync", "1s"])
     ours = node.hosts_dir / "docker.io" / "hosts.toml"
     rendered = ours.read_text()
     ours.write_text(rendered.replace(lab.plain.host, lab.upstream.host))
@@ -292,4 +257,25 @@ def test_resync_restores_a_hand_edited_owned_file_and_leaves_others_alone(node: 
     assert theirs.read_text().endswith("# edited by the admin\n")
     restored = [e for e in d.events() if e.get("event") == "reconcile" and e.get("trigger") == "resync" and e.get("changed")]
     assert restored and restored[0]["changed"] == [f"write:{ours}"]
+    assert d.stop() == 0
+
+
+def test_policy_never_writes_config_and_leaves_the_restart_to_the_admin(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    pid = node.containerd.pid
+    never = "restart:\n  policy: never\ncredentials:\n  - registry: never.test\n    username: u\n    passwordFile: pw\n"
+    _vol, d = node.follow({"registries.yaml": hub(lab.plain.host, never), "pw": "pw"})
+    # Ready (the files are applied) but the restart is pending, and nodecfg did not restart.
+    assert b"never.test" in node.containerd.config.read_bytes()
+    assert d.metric("nodecfg_restart_pending") == 1
+    assert d.metric("nodecfg_restarts_total") == 0
+    assert node.containerd.pid == pid
+    code, body = d.get("/readyz")
+    assert code == 200 and "restart pending" in body
+    # The admin restarts containerd; the next resync sees it and clears the pending restart.
+    node.containerd.restart()
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for("the pending restart to clear", lambda: d.metric("nodecfg_restart_pending") == 0, timeout=10)
+    assert d.metric("nodecfg_restarts_total") == 0
     assert d.stop() == 0
