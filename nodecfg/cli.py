@@ -143,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for another nodecfg on this node to finish instead of exiting")
     p = sub.add_parser("status", parents=[common], help="what the daemon did last (from the state dir)")
     p = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="where containerd on this node will pull IMAGE from, and why (reads the node's files, owned or not)",
+    )
+    p.add_argument("image", metavar="IMAGE", help="an image reference as a pod spec writes it, e.g. nginx or reg:5000/team/app:1")
+    p = sub.add_parser(
         "uninstall",
         parents=[common, restart_opts],
         help="take nodecfg off the node: remove its files, restore the originals it kept, undo its config.toml edits",
@@ -401,6 +407,30 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if status.get("ready") else EXIT_DIFFERS
 
 
+def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Replay containerd's choice of hosts directory and endpoints for one image on this node."""
+    from nodecfg.node.containerd import detect_containerd  # noqa: PLC0415
+    from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
+    from nodecfg.render.explain import explain  # noqa: PLC0415
+    from nodecfg.spec.imageref import ReferenceError_, parse_reference  # noqa: PLC0415
+
+    try:
+        ref = parse_reference(args.image)
+    except ReferenceError_ as e:
+        print(f"error: {e}", file=err)
+        return EXIT_ERROR
+    paths = _paths(args)
+    view = read_node_view(paths, detect_containerd(paths.root, args.containerd_version))
+    result = explain(args.image, ref, view)
+    if args.output == "json":
+        json.dump(result.to_json(), out, indent=2)
+        out.write("\n")
+    else:
+        for line in result.lines():
+            print(line, file=out)
+    return EXIT_OK
+
+
 def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Remove nodecfg from the node; restart containerd only if config.toml changed."""
     from nodecfg.node.cri import wait_healthy  # noqa: PLC0415 (grpc only when a restart is checked)
@@ -459,6 +489,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "status": cmd_status,
+    "explain": cmd_explain,
     "uninstall": cmd_uninstall,
 }
 

@@ -157,11 +157,14 @@ def test_bad_referenced_files_are_errors_naming_the_field():
 def test_check_hosts_toml_flags_what_containerd_1_6_ignores():
     v = ContainerdVersion(1, 6, 20)
     assert check_hosts_toml('server = "https://r"\n', v) == [
-        "no [host] table: containerd < 1.7.32 ignores the file (invalid `host` tree)"
+        "no [host] table: containerd 1.6.20 refuses the file (invalid `host` tree; fixed in 1.7.32)"
     ]
     assert check_hosts_toml('server = "https://r"\n', ContainerdVersion(2, 0, 0)) == []
     assert check_hosts_toml('[host."https://m"]\ncapabilities = ["pull", "referrers"]\n', v) == [
-        "host.'https://m': unknown capability 'referrers' for containerd 1.6.20"
+        "host.'https://m': unknown capability 'referrers' (containerd 1.6.20 knows pull, resolve, push)"
+    ]
+    assert check_hosts_toml('[host."http://m"]\nskip_verify = true\n', ContainerdVersion(1, 6, 0)) == [
+        "host.'http://m': TLS options on a plain-HTTP endpoint make containerd >= 1.6.25 try HTTPS first"
     ]
 
 

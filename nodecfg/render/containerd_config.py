@@ -44,7 +44,8 @@ class ConfigEdit:
     warnings: tuple[str, ...]
 
 
-def _loc(path: Path) -> str:
+def table_label(path: Path) -> str:
+    """`plugins."io.containerd.grpc.v1.cri".registry` from a key path."""
     return ".".join(p if p.replace("_", "").isalnum() else f'"{p}"' for p in path)
 
 
@@ -74,7 +75,8 @@ def effective_target(target: ContainerdTarget, text: str) -> ContainerdTarget:
     return target
 
 
-def _get(tree: Any, path: Path) -> Any:
+def get_path(tree: Any, path: Path) -> Any:
+    """The value at `path` in a parsed TOML tree, or None."""
     cur = tree
     for p in path:
         if not isinstance(cur, Mapping) or p not in cur:
@@ -106,13 +108,17 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
     elif version == 2:
         chosen = V2_TABLE
     else:
-        chosen = V1_TABLE if _get(plain, V1_TABLE[:2]) is not None or _get(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
-        warnings.append(f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {_loc(chosen)}")
+        chosen = (
+            V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
+        )
+        warnings.append(
+            f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {table_label(chosen)}"
+        )
     for other in (V1_TABLE, V2_TABLE, V3_TABLE):
-        if other != chosen and _get(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
+        if other != chosen and get_path(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
             warnings.append(
-                f"{where}: [{_loc(other)}] is not read for a version = {version} file by containerd "
-                f"{target}; nodecfg writes [{_loc(chosen)}] and leaves it as it is"
+                f"{where}: [{table_label(other)}] is not read for a version = {version} file by containerd "
+                f"{target}; nodecfg writes [{table_label(chosen)}] and leaves it as it is"
             )
     return chosen, warnings
 
@@ -189,7 +195,7 @@ def _pruned(tree: Any) -> Any:
 
 
 def _is_empty(tree: Any, path: Path) -> bool:
-    v = _get(tree, path)
+    v = get_path(tree, path)
     return isinstance(v, Mapping) and len(v) == 0
 
 
@@ -232,7 +238,7 @@ def _apply_ops(
     expected = copy.deepcopy(plain)
     effective: list[tuple[Path, Any]] = []
     for path, value in ops:
-        before = _get(expected, path)
+        before = get_path(expected, path)
         if (value is _DELETE and before is None) or (value is not _DELETE and before == value):
             continue
         effective.append((path, value))
@@ -286,11 +292,11 @@ def edit_containerd_config(
     except tomlkit.exceptions.ParseError as e:
         raise RenderError([f"{where}: not valid TOML: {e}"]) from None
     table, warnings = registry_table(plain, target, where)
-    registry = _get(plain, table)
+    registry = get_path(plain, table)
     if registry is not None and not isinstance(registry, Mapping):
-        raise RenderError([f"{where}: {_loc(table)} must be a table"])
+        raise RenderError([f"{where}: {table_label(table)} must be a table"])
     registry = registry or {}
-    legacy, problems = extract_legacy(registry, f"{where}: {_loc(table)}")
+    legacy, problems = extract_legacy(registry, f"{where}: {table_label(table)}")
     if problems:
         raise RenderError(problems)
 
@@ -305,7 +311,7 @@ def edit_containerd_config(
         ops.append(((*table, "configs", host, "auth"), _DELETE))
     for host in sorted(auths):
         value = _auth_value(auths[host])
-        existing = _get(configs, (host, "auth"))
+        existing = get_path(configs, (host, "auth"))
         if existing == value:
             continue
         if existing is not None and host not in owned_auth_hosts:
@@ -314,7 +320,7 @@ def edit_containerd_config(
 
     out, expected = _apply_ops(text, plain, ops, table, where)
     result = expected
-    final_registry = _get(result, table) or {}
+    final_registry = get_path(result, table) or {}
     final_configs = final_registry.get("configs") or {}
     holds = any(isinstance(v, Mapping) and v.get("auth") for v in final_configs.values()) or bool(final_registry.get("auths"))
     return ConfigEdit(out, table, holds, legacy, frozenset(auths), tuple(warnings))
@@ -338,7 +344,7 @@ def remove_nodecfg_edits(
     plain = parse_plain(text, where)
     table, _warnings = registry_table(plain, target, where)
     before = parse_plain(original, f"{where} (original)") if original else {}
-    old_registry = _get(before, table) or {}
+    old_registry = get_path(before, table) or {}
     ops: list[tuple[Path, Any]] = []
     old_path = old_registry.get("config_path")
     ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) and old_path else _DELETE))
@@ -356,10 +362,10 @@ def remove_nodecfg_edits(
                 ops.append(((*table, "configs", host, "tls"), copy.deepcopy(entry["tls"])))
     _out, after = _apply_ops(text, plain, ops, table, where)
     # Tables nodecfg created and that are empty now go too.
-    if _get(before, (*table, "configs")) is None and _is_empty(after, (*table, "configs")):
+    if get_path(before, (*table, "configs")) is None and _is_empty(after, (*table, "configs")):
         ops.append(((*table, "configs"), _DELETE))
         _plain_apply(after, (*table, "configs"), _DELETE)
-    if _get(before, table) is None and _is_empty(after, table):
+    if get_path(before, table) is None and _is_empty(after, table):
         ops.append((table, _DELETE))
     out, _expected = _apply_ops(text, plain, ops, table, where)
     return out

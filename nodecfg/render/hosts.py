@@ -6,7 +6,6 @@ Built as tomlkit documents, never from text templates; the result is re-parsed a
 from __future__ import annotations
 
 import posixpath
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +14,10 @@ import tomlkit
 
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.hostsfile import parse_hosts_file
 from nodecfg.render.legacy import LegacyTLS
 from nodecfg.render.materials import Materials, material
 from nodecfg.spec import names, versions
-from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
 from nodecfg.spec.versions import ContainerdVersion
 
@@ -210,42 +209,16 @@ class _Renderer:
 
 
 def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:
-    """What containerd `target` would reject in this hosts.toml (it would silently ignore the file)."""
-    try:
-        tree = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        return [f"not valid TOML: {e}"]
-    problems: list[str] = []
-    host = tree.get("host")
-    if not isinstance(host, dict):
-        if target < ContainerdVersion(1, 7, 32):
-            problems.append("no [host] table: containerd < 1.7.32 ignores the file (invalid `host` tree)")
-        host = {}
-    known = (*KNOWN_CAPABILITIES, "referrers") if target >= versions.REFERRERS else KNOWN_CAPABILITIES
+    """What containerd `target` would refuse in this hosts.toml, and TLS options on plain HTTP.
 
-    def check(where: str, t: dict[str, Any]) -> None:
-        for c in t.get("capabilities", []):
-            if not isinstance(c, str) or c.lower() not in known:
-                problems.append(f"{where}: unknown capability {c!r} for containerd {target}")
-        if "dial_timeout" in t:
-            try:
-                parse_duration(t["dial_timeout"])
-            except ValueError:
-                problems.append(f"{where}: invalid dial_timeout {t['dial_timeout']!r}")
-        url = t.get("server") if where == "(root)" else None
-        if url is not None and not isinstance(url, str):
-            problems.append(f"{where}: server must be a string")
-        if isinstance(url, str) and url.startswith("http://") and (t.get("ca") or t.get("client") or t.get("skip_verify")):
-            problems.append(f"{where}: TLS options on a plain-HTTP server make containerd >= 1.6.25 try HTTPS first")
-
-    check("(root)", tree)
-    for url, t in host.items():
-        if not isinstance(t, dict):
-            problems.append(f"host.{url!r}: must be a table")
-            continue
-        if url.startswith("http://") and (t.get("ca") or t.get("client") or t.get("skip_verify")):
-            problems.append(f"host.{url!r}: TLS options on a plain-HTTP host make containerd >= 1.6.25 try HTTPS first")
-        check(f"host.{url!r}", t)
+    containerd ignores a refused file without telling the puller; nodecfg never renders either.
+    """
+    parsed = parse_hosts_file(text, namespace=names.WILDCARD, directory="/", target=target)
+    problems = list(parsed.rejected)
+    for e in parsed.entries:
+        if e.scheme == "http" and e.has_tls_options():
+            where = "server" if e.is_server else f"host.{e.key!r}"
+            problems.append(f"{where}: TLS options on a plain-HTTP endpoint make containerd >= 1.6.25 try HTTPS first")
     return problems
 
 

@@ -1,0 +1,80 @@
+"""Read what `explain` and `doctor` look at on the node: config.toml, hosts directories, cert files."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from nodecfg.node.apply import NodePaths
+from nodecfg.node.fs import NodeError, read_file
+from nodecfg.render.explain import HostsDir, NodeView, read_registry_settings
+from nodecfg.render.hosts import is_owned_hosts_toml
+from nodecfg.render.hostsfile import parse_hosts_file
+from nodecfg.spec import names
+from nodecfg.spec.models import PEM_CERT_MARK
+from nodecfg.spec.versions import ContainerdTarget
+
+MAX_HOSTS_TOML = 1024 * 1024
+_CERT_SUFFIXES = (".crt", ".cert", ".key")
+
+
+def _read_text(real: str) -> tuple[str | None, str | None]:
+    try:
+        info = read_file(real, limit=MAX_HOSTS_TOML)
+    except NodeError as e:
+        return None, str(e).split(": ", 1)[-1]
+    if info.content is None:
+        return None, None
+    try:
+        return info.content.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text (byte {e.start})"
+
+
+def _file_problem(paths: NodePaths, host: str, want_cert: bool) -> str | None:
+    """Why containerd could not use a referenced PEM file, or None."""
+    try:
+        info = read_file(paths.real(host), limit=MAX_HOSTS_TOML)
+    except NodeError as e:
+        return str(e).split(": ", 1)[-1]
+    if info.content is None:
+        return "no such file"
+    if want_cert and PEM_CERT_MARK.encode() not in info.content:
+        return "holds no PEM certificate"
+    return None
+
+
+def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
+    """Everything under every config_path root, owned by nodecfg or not."""
+    config_text, error = _read_text(paths.real(paths.containerd_config))
+    if error is not None:
+        raise NodeError(f"read {paths.containerd_config}: {error}")
+    settings = read_registry_settings(config_text, target, paths.containerd_config)
+    dirs: dict[str, HostsDir] = {}
+    missing: dict[str, str] = {}
+    for root in settings.roots:
+        real_root = paths.real(root)
+        if not os.path.isdir(real_root):
+            continue
+        for name in sorted(os.listdir(real_root)):
+            d = posixpath.join(root, name)
+            real = os.path.join(real_root, name)
+            if not os.path.isdir(real):
+                continue
+            text, err = _read_text(os.path.join(real, "hosts.toml"))
+            certs = tuple(sorted(f for f in os.listdir(real) if f.endswith(_CERT_SUFFIXES)))
+            dirs[d] = HostsDir(d, text, err, certs, text is not None and is_owned_hosts_toml(text.encode()))
+            if text is None:
+                continue
+            parsed = parse_hosts_file(text, namespace=names.WILDCARD, directory=d, target=target.version)
+            for entry in parsed.entries:
+                for ca in entry.ca:
+                    problem = _file_problem(paths, ca, want_cert=True)
+                    if problem:
+                        missing[ca] = problem
+                for cert, key in entry.client:
+                    for p, is_cert in ((cert, True), (key, False)):
+                        problem = _file_problem(paths, p, want_cert=is_cert) if p else None
+                        if problem:
+                            missing[p] = problem
+    return NodeView(target, settings, dirs, missing)

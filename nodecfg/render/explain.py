@@ -1,0 +1,419 @@
+"""Explain where containerd will pull an image from on this node, and why (pure).
+
+The node layer reads what is there (config.toml, the hosts directories, which referenced files
+exist) into a `NodeView`, owned by nodecfg or not; this module replays containerd's decisions on
+it: which `config_path` root and directory are consulted (`host_port_`, `host:port`, `_default`,
+reference 1.1), what the hosts.toml yields (1.2-1.4), and which credentials apply to each endpoint
+(2.1). Nothing here says what nodecfg intends; it says what containerd will do.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from nodecfg.render.containerd_config import config_version, get_path, registry_table, table_label
+from nodecfg.render.errors import RenderError
+from nodecfg.render.hostsfile import HostEntry, HostsFile, default_upstream_entry, parse_hosts_file
+from nodecfg.render.legacy import extract_legacy
+from nodecfg.spec import names, versions
+from nodecfg.spec.imageref import ImageRef
+from nodecfg.spec.versions import ContainerdTarget
+
+DEFAULT_ROOTS_2_2 = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
+_DEFAULT_ROOTS_FROM = versions.ContainerdVersion(2, 2, 0)
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The registry part of config.toml as containerd will read it (no secret values)."""
+
+    file: str
+    exists: bool
+    table: str
+    config_path: str | None  # as written; None when unset
+    roots: tuple[str, ...]  # the directories CRI consults, in order
+    roots_note: str
+    mirrors: Mapping[str, tuple[str, ...]]  # legacy registry.mirrors
+    tls_hosts: tuple[str, ...]  # legacy configs.*.tls
+    auth: Mapping[str, str]  # contacted host -> which fields are set ("username+password", ...)
+    header_names: tuple[str, ...]
+    problems: tuple[str, ...]  # what makes the CRI plugin fail to load or ignore the settings
+    version: int = 2
+
+
+def _auth_kind(entry: Any) -> str:
+    if not isinstance(entry, Mapping):
+        return "invalid (not a table)"
+    kinds = [k for k in ("username", "password", "auth", "identitytoken") if entry.get(k)]
+    return "+".join(kinds) if kinds else "empty"
+
+
+def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
+    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
+    problems: list[str] = []
+    plain: dict[str, Any] = {}
+    if text is not None:
+        try:
+            plain = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            problems.append(f"{where}: not valid TOML, containerd will not start: {e}")
+    try:
+        table, _ = registry_table(plain, target.version, where)
+    except RenderError as e:
+        problems += e.problems
+        table = ("plugins", "io.containerd.cri.v1.images", "registry")
+    registry = get_path(plain, table)
+    registry = registry if isinstance(registry, Mapping) else {}
+    legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
+    problems += legacy_problems
+    raw_path = registry.get("config_path")
+    config_path = raw_path if isinstance(raw_path, str) and raw_path else None
+    if config_path is not None:
+        roots = tuple(r for r in config_path.split(":") if r)
+        note = f"config_path = {config_path!r}"
+        if legacy.mirrors:
+            problems.append(
+                f"{where}: {table_label(table)} has both `mirrors` and `config_path`: the CRI plugin refuses to "
+                'load ("`mirrors` cannot be set when `config_path` is provided"); no pulls through CRI'
+            )
+        if legacy.tls and target.version.major < 2:
+            problems.append(
+                f"{where}: {table_label(table)} has `configs.*.tls` ({', '.join(sorted(legacy.tls))}) next to "
+                f"`config_path`: containerd {target.version} refuses to load the CRI plugin"
+            )
+    elif not legacy.mirrors and target.version >= _DEFAULT_ROOTS_FROM:
+        roots = DEFAULT_ROOTS_2_2
+        note = f"config_path unset: containerd {target.version} defaults to {':'.join(roots)}"
+    else:
+        roots = ()
+        note = "config_path unset: CRI consults no hosts directory"
+    configs = registry.get("configs")
+    auth: dict[str, str] = {}
+    if isinstance(configs, Mapping):
+        for host, entry in configs.items():
+            if isinstance(entry, Mapping) and "auth" in entry:
+                auth[str(host)] = _auth_kind(entry["auth"])
+    auths = registry.get("auths")
+    if isinstance(auths, Mapping):  # 1.x legacy map keyed by URL, copied into configs
+        for key, entry in auths.items():
+            host = str(key).split("://", 1)[-1].split("/", 1)[0]
+            auth.setdefault(host, _auth_kind(entry) + " (legacy registry.auths)")
+    headers = registry.get("headers")
+    return RegistrySettings(
+        file=where,
+        exists=text is not None,
+        table=table_label(table),
+        config_path=config_path,
+        roots=roots,
+        roots_note=note,
+        mirrors=dict(legacy.mirrors),
+        tls_hosts=tuple(sorted(legacy.tls)),
+        auth=auth,
+        header_names=tuple(sorted(headers)) if isinstance(headers, Mapping) else (),
+        problems=tuple(problems),
+        version=config_version(plain),
+    )
+
+
+@dataclass(frozen=True)
+class HostsDir:
+    """One directory under a config_path root, as read from the node."""
+
+    path: str  # host path
+    hosts_toml: str | None  # None: no hosts.toml in it
+    error: str | None = None  # why hosts.toml could not be read
+    cert_files: tuple[str, ...] = ()  # *.crt / *.cert / *.key: Docker's layout, used without hosts.toml
+    owned: bool = False
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What explain and doctor need from the node, read by the node layer."""
+
+    target: ContainerdTarget
+    registry: RegistrySettings
+    dirs: Mapping[str, HostsDir]  # host path -> directory, for every directory under every root
+    missing: Mapping[str, str] = field(default_factory=dict)  # referenced file -> why it cannot be read
+
+
+def candidate_dirs(namespace: str) -> list[str]:
+    """Directory names containerd tries for a namespace, in order (hosts.go hostPaths on Linux)."""
+    out = []
+    special = names.host_port_dir_name(namespace)
+    if special is not None:
+        out.append(special)
+    out += [namespace, names.DEFAULT_DIR]
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One directory containerd looks for."""
+
+    path: str
+    exists: bool
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint in the order containerd tries it."""
+
+    url: str
+    request: str  # the manifest request for this image
+    role: str  # mirror | server | upstream
+    capabilities: tuple[str, ...]
+    resolves: bool  # asked for the manifest of this reference
+    fetches: bool  # asked for content by digest
+    tls: tuple[str, ...]
+    headers: tuple[str, ...]
+    credentials: str
+    on_failure: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "url": self.url,
+            "request": self.request,
+            "role": self.role,
+            "capabilities": list(self.capabilities),
+            "resolves": self.resolves,
+            "fetches": self.fetches,
+            "tls": list(self.tls),
+            "headers": list(self.headers),
+            "credentials": self.credentials,
+            "onFailure": self.on_failure,
+        }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where containerd will pull an image from, and why."""
+
+    input: str
+    image: ImageRef
+    target: str
+    config: str
+    candidates: tuple[Candidate, ...]
+    source: str  # what decides the endpoints
+    endpoints: tuple[Endpoint, ...]
+    warnings: tuple[str, ...]
+    outcome: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (`explain -o json`)."""
+        return {
+            "input": self.input,
+            "image": str(self.image),
+            "namespace": self.image.registry,
+            "repository": self.image.repository,
+            "containerd": self.target,
+            "config": self.config,
+            "candidates": [{"path": c.path, "exists": c.exists, "chosen": c.chosen} for c in self.candidates],
+            "source": self.source,
+            "endpoints": [e.to_json() for e in self.endpoints],
+            "warnings": list(self.warnings),
+            "outcome": self.outcome,
+        }
+
+    def lines(self) -> list[str]:
+        """The human-readable explanation."""
+        out = [f"image:      {self.image}" + (f"  (from {self.input!r})" if self.input != str(self.image) else "")]
+        out.append(f"namespace:  {self.image.registry}; {self.target}")
+        out.append(f"config:     {self.config}")
+        if self.candidates:
+            out.append("directory:  containerd takes the first that exists:")
+            for c in self.candidates:
+                mark = "-> chosen" if c.chosen else ("exists, not used" if c.exists else "absent")
+                out.append(f"              {c.path}  {mark}")
+        out.append(f"source:     {self.source}")
+        out.append("endpoints, in the order containerd tries them:")
+        for i, e in enumerate(self.endpoints, 1):
+            use = ", ".join([*(["resolves this reference"] if e.resolves else []), *(["fetches content"] if e.fetches else [])])
+            out.append(f"  {i}. {e.url}  [{e.role}; capabilities {', '.join(e.capabilities)}; {use or 'not used'}]")
+            out.append(f"     request:     {e.request}")
+            out.append(f"     tls:         {'; '.join(e.tls)}")
+            if e.headers:
+                out.append(f"     headers:     {', '.join(e.headers)} (values not shown)")
+            out.append(f"     credentials: {e.credentials}")
+            out.append(f"     on failure:  {e.on_failure}")
+        out.append(f"outcome:    {self.outcome}")
+        out += [f"warning:    {w}" for w in self.warnings]
+        return out
+
+
+def _is_proxy(host: str, namespace: str) -> bool:
+    """True when containerd adds ?ns=: the contacted host is not the namespace (docker isProxy)."""
+    return host != namespace and not (namespace == names.DOCKER_HUB and host == names.DOCKER_HUB_API_HOST)
+
+
+def _tls_lines(e: HostEntry, missing: Mapping[str, str], legacy_tls: bool) -> tuple[str, ...]:
+    if e.scheme == "http":
+        out = ["plain HTTP (no TLS)"]
+        if e.has_tls_options():
+            out.append("TLS options set too: containerd >= 1.6.25 tries HTTPS first (containerd#11647)")
+        return tuple(out)
+    out = ["HTTPS, certificate NOT verified (skip_verify)" if e.skip_verify else "HTTPS, verified against the system roots"]
+    out += [f"+ CA {p}" + (f" (MISSING: {missing[p]})" if p in missing else "") for p in e.ca]
+    for cert, key in e.client:
+        problems = [f"{p}: {missing[p]}" for p in (cert, key) if p and p in missing]
+        pair = f"{cert} + {key}" if key else f"{cert} (cert and key)"
+        out.append(f"client certificate {pair}" + (f" (MISSING: {'; '.join(problems)})" if problems else ""))
+    if legacy_tls:
+        out.append("config.toml configs.*.tls for this host is not used with config_path")
+    return tuple(out)
+
+
+def _credentials(host: str, namespace: str, settings: RegistrySettings) -> str:
+    kind = settings.auth.get(host)
+    text = f'config.toml configs."{host}".auth ({kind})' if kind else f'none in config.toml (no configs."{host}".auth)'
+    if host == names.default_upstream(namespace):
+        text += "; a pod's imagePullSecrets for this registry take precedence"
+    return text
+
+
+def _endpoints(entries: tuple[HostEntry, ...], ref: ImageRef, view: NodeView, roles: list[str]) -> tuple[Endpoint, ...]:
+    need_resolve = ref.digest is None
+    usable = [e for e in entries if "pull" in e.capabilities and (not need_resolve or "resolve" in e.capabilities)]
+    out = []
+    for e, role in zip(entries, roles, strict=True):
+        resolves = e in usable
+        fetches = "pull" in e.capabilities
+        request = f"{e.url}/{ref.repository}/manifests/{ref.object}"
+        if _is_proxy(e.host, ref.registry):
+            request += f"?ns={quote(ref.registry, safe='')}"
+        if not resolves and not fetches:
+            failure = "not used for pulls"
+        elif not resolves:
+            failure = f"not asked to resolve {ref.object!r} (needs pull and resolve); serves content by digest"
+        elif e is usable[-1]:
+            failure = "last endpoint: if it fails too, the pull fails with the first error that was not a 404"
+        else:
+            failure = "a connection error or any HTTP status >= 400 moves on to the next endpoint"
+        out.append(
+            Endpoint(
+                url=e.url,
+                request=request,
+                role=role,
+                capabilities=e.capabilities,
+                resolves=resolves,
+                fetches=fetches,
+                tls=_tls_lines(e, view.missing, e.host in view.registry.tls_hosts),
+                headers=tuple(sorted({*e.header_names, *view.registry.header_names})),
+                credentials=_credentials(e.host, ref.registry, view.registry),
+                on_failure=failure,
+            )
+        )
+    return tuple(out)
+
+
+def _roles(entries: tuple[HostEntry, ...]) -> list[str]:
+    return ["upstream" if e.implicit else ("server" if e.is_server else "mirror") for e in entries]
+
+
+def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
+    """Replay containerd's choice of hosts directory and endpoints for `ref` on `view`."""
+    settings = view.registry
+    target = view.target.version
+    warnings: list[str] = list(settings.problems)
+    candidates: list[Candidate] = []
+    chosen: HostsDir | None = None
+    for root in settings.roots:
+        for name in candidate_dirs(ref.registry):
+            path = posixpath.join(root, name)
+            exists = path in view.dirs
+            if name == names.DEFAULT_DIR and exists and not versions.supports_default_namespace(target):
+                warnings.append(f"{path}: containerd {target} has no _default (needs 1.6.17 or 1.7.0): not consulted")
+                exists = False
+            hit = exists and chosen is None
+            if hit:
+                chosen = view.dirs[path]
+            candidates.append(Candidate(path, exists, hit))
+    if chosen is not None:
+        later = [c for c in candidates if c.exists and not c.chosen]
+        for c in later:
+            why = "a per-registry directory shadows _default" if c.path.endswith(f"/{names.DEFAULT_DIR}") else "shadowed"
+            warnings.append(f"{c.path} exists but is not used for {ref.registry}: {chosen.path} comes first ({why})")
+    upstream = default_upstream_entry(ref.registry, target)
+    source: str
+    entries: tuple[HostEntry, ...]
+    outcome_extra = ""
+    if not settings.roots:
+        endpoints_raw = settings.mirrors.get(ref.registry) or settings.mirrors.get(names.WILDCARD)
+        if endpoints_raw:
+            listed = []
+            for raw in endpoints_raw:
+                # The legacy resolver uses an endpoint's path as it is, or /v2 when it has none.
+                parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+                path = parts.path.rstrip("/") or "/v2"
+                listed.append(HostEntry(raw, parts.scheme, parts.netloc, path, ("pull", "resolve")))
+            if not any(e.host == upstream.host for e in listed):
+                listed.append(upstream)
+            entries = tuple(listed)
+            key = ref.registry if ref.registry in settings.mirrors else "*"
+            source = f"legacy config.toml registry.mirrors.{key!r} (config_path is unset)"
+        else:
+            entries = (upstream,)
+            source = f"containerd's default: no hosts directory ({settings.roots_note})"
+    elif chosen is None:
+        entries = (upstream,)
+        source = "containerd's default: no directory for this registry and no _default"
+    else:
+        hosts_path = posixpath.join(chosen.path, "hosts.toml")
+        parsed: HostsFile | None = None
+        if chosen.error is not None:
+            warnings.append(f"{hosts_path}: cannot be read ({chosen.error})")
+        elif chosen.hosts_toml is not None and chosen.hosts_toml.strip():
+            parsed = parse_hosts_file(chosen.hosts_toml, namespace=ref.registry, directory=chosen.path, target=target)
+        if parsed is not None and not parsed.rejected:
+            entries = parsed.entries
+            owner = "owned by nodecfg" if chosen.owned else "not written by nodecfg"
+            source = f"{hosts_path} ({owner})"
+            warnings += parsed.notes
+            missing = [p for e in entries for p in e.files() if p in view.missing]
+            if missing:
+                outcome_extra = (
+                    f" BUT every pull from {ref.registry} fails first: containerd reads "
+                    f"{', '.join(missing)} on each pull and cannot ({view.missing[missing[0]]})"
+                )
+        else:
+            entries = (upstream,)
+            if parsed is not None:
+                source = (
+                    f"{hosts_path} is REFUSED by containerd {target} ({'; '.join(parsed.rejected)}): it logs "
+                    "'failed to decode hosts.toml' and pulls as if there were no file"
+                )
+                warnings.append(f"{hosts_path}: ignored by containerd: {'; '.join(parsed.rejected)}")
+            else:
+                source = (
+                    f"{chosen.path} has no hosts.toml: containerd uses Docker's cert layout there (*.crt CAs, *.cert/*.key pairs)"
+                )
+            if chosen.cert_files:
+                upstream_ca = tuple(posixpath.join(chosen.path, f) for f in chosen.cert_files if f.endswith(".crt"))
+                entries = (HostEntry("", upstream.scheme, upstream.host, upstream.path, upstream.capabilities, ca=upstream_ca, is_server=True, implicit=True),)  # fmt: skip
+    endpoints = _endpoints(entries, ref, view, _roles(entries))
+    first = next((e for e in endpoints if e.resolves), None)
+    if first is None:
+        outcome = f"no endpoint can resolve {ref.object!r}: the pull fails"
+    else:
+        outcome = f"{first.url} is asked first" + (
+            f"; then {', '.join(e.url for e in endpoints if e.resolves and e is not first)}"
+            if sum(e.resolves for e in endpoints) > 1
+            else "; nothing else is tried"
+        )
+    return Explanation(
+        input=text,
+        image=ref,
+        target=view.target.describe(),
+        config=f"{settings.file}: {settings.roots_note}" + ("" if settings.exists else " (the file does not exist)"),
+        candidates=tuple(candidates),
+        source=source,
+        endpoints=endpoints,
+        warnings=tuple(warnings),
+        outcome=outcome + outcome_extra,
+    )

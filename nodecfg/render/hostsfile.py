@@ -1,0 +1,224 @@
+"""Read a hosts.toml the way containerd reads it (reference/containerd.md 1.2-1.7), for any file.
+
+Pure. Used to check what nodecfg renders, and by `explain` and `doctor` to read whatever is on the
+node (owned or not): which endpoints containerd derives from the file, in which order, with which
+capabilities and TLS files, and whether containerd would refuse the file altogether (it then logs
+"failed to decode hosts.toml" and pulls from the upstream as if the file were not there).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tomllib
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from nodecfg.spec import names, versions
+from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.versions import ContainerdVersion
+
+ALL_CAPABILITIES = ("pull", "resolve", "push")
+ROOT_ONLY_PARSES = ContainerdVersion(1, 7, 32)  # first 1.x that accepts a file without [host]
+HTTPS_FIRST = ContainerdVersion(1, 6, 25)  # http:// + TLS options -> HTTPS tried first (containerd#11647)
+LOOPBACK_HTTP = ContainerdVersion(1, 6, 9)  # localhost namespaces default to plain HTTP
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One endpoint containerd derives from the file: a `[host]` table, or the server."""
+
+    key: str  # as written: the [host."..."] key, or the server URL ("" when implicit)
+    scheme: str
+    host: str  # host[:port] contacted: the key for config.toml credentials
+    path: str  # API root: `/v2` appended unless override_path or already there
+    capabilities: tuple[str, ...]
+    ca: tuple[str, ...] = ()
+    client: tuple[tuple[str, str], ...] = ()  # (cert, key); key "" means the key is in cert
+    skip_verify: bool = False
+    header_names: tuple[str, ...] = ()
+    override_path: bool = False
+    dial_timeout: str | None = None
+    is_server: bool = False
+    implicit: bool = False  # the server line is absent: containerd's default upstream
+
+    @property
+    def url(self) -> str:
+        """The endpoint's API root URL."""
+        return f"{self.scheme}://{self.host}{self.path}"
+
+    def has_tls_options(self) -> bool:
+        """ca, client or skip_verify is set."""
+        return bool(self.ca or self.client or self.skip_verify)
+
+    def files(self) -> list[str]:
+        """Every file this endpoint makes containerd read on each pull (a missing one fails it)."""
+        out = list(self.ca)
+        for cert, key in self.client:
+            out.append(cert)
+            if key:
+                out.append(key)
+        return out
+
+
+@dataclass(frozen=True)
+class HostsFile:
+    """What containerd makes of one hosts.toml."""
+
+    entries: tuple[HostEntry, ...]  # [host] tables in file order, then the server: the order tried
+    rejected: tuple[str, ...]  # why containerd would refuse the whole file (empty: it is used)
+    notes: tuple[str, ...] = field(default=())  # behaviour worth knowing, e.g. HTTPS tried first
+
+
+def default_upstream_entry(namespace: str, target: ContainerdVersion) -> HostEntry:
+    """The endpoint containerd uses for `namespace` with no hosts.toml (or a refused one)."""
+    host = names.default_upstream(namespace)
+    bare = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    scheme = "http" if bare in _LOOPBACK and target >= LOOPBACK_HTTP else "https"
+    return HostEntry("", scheme, host, "/v2", ALL_CAPABILITIES, is_server=True, implicit=True)
+
+
+def _strings(value: Any, what: str, problems: list[str]) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    problems.append(f"{what}: must be a string or a list of strings")
+    return []
+
+
+def _client(value: Any, what: str, problems: list[str]) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(value, "")]
+    if not isinstance(value, list):
+        problems.append(f"{what}: must be a string or a list")
+        return []
+    out: list[tuple[str, str]] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append((item, ""))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            out.append((item[0], item[1]))
+        else:
+            problems.append(f"{what}: each entry must be a path or a [cert, key] pair")
+    return out
+
+
+def _in_dir(directory: str, p: str) -> str:
+    return p if posixpath.isabs(p) else posixpath.normpath(posixpath.join(directory, p))
+
+
+def _entry(
+    key: str, t: dict[str, Any], *, where: str, directory: str, target: ContainerdVersion, problems: list[str]
+) -> HostEntry | None:
+    raw = key if key.startswith("http") else f"https://{key}"
+    try:
+        u = urlsplit(raw)
+        u.port  # noqa: B018 (raises ValueError on a bad port, as Go's url.Parse would refuse it)
+    except ValueError as e:
+        problems.append(f"{where}: {key!r} is not a URL: {e}")
+        return None
+    if not u.netloc:
+        problems.append(f"{where}: {key!r} has no host")
+        return None
+    override = t.get("override_path", False)
+    if not isinstance(override, bool):
+        problems.append(f"{where}: override_path must be true or false")
+        override = False
+    path = posixpath.normpath(u.path) if u.path else ""
+    if not override and not path.endswith("/v2"):
+        path = f"{path}/v2" if path else "/v2"
+    caps: tuple[str, ...] = ALL_CAPABILITIES
+    known = (*ALL_CAPABILITIES, "referrers") if target >= versions.REFERRERS else ALL_CAPABILITIES
+    if "capabilities" in t:
+        raw_caps = _strings(t["capabilities"], f"{where}: capabilities", problems)
+        caps = tuple(c.lower() for c in raw_caps)
+        for c in caps:
+            if c not in known:
+                problems.append(f"{where}: unknown capability {c!r} (containerd {target} knows {', '.join(known)})")
+    skip = t.get("skip_verify", False)
+    if not isinstance(skip, bool):
+        problems.append(f"{where}: skip_verify must be true or false")
+        skip = False
+    ca = [_in_dir(directory, p) for p in _strings(t["ca"], f"{where}: ca", problems)] if "ca" in t else []
+    client = [(_in_dir(directory, c), _in_dir(directory, k) if k else "") for c, k in _client(t["client"], f"{where}: client", problems)] if "client" in t else []  # fmt: skip
+    headers = t.get("header", {})
+    if not isinstance(headers, dict):
+        problems.append(f"{where}: header must be a table")
+        headers = {}
+    dial = t.get("dial_timeout")
+    if dial is not None and target >= versions.DIAL_TIMEOUT:
+        try:
+            parse_duration(str(dial))
+        except ValueError:
+            problems.append(f"{where}: invalid dial_timeout {dial!r}")
+    return HostEntry(
+        key,
+        u.scheme,
+        u.netloc,
+        path,
+        caps,
+        tuple(ca),
+        tuple(client),
+        skip,
+        tuple(sorted(headers)),
+        override,
+        str(dial) if dial is not None and target >= versions.DIAL_TIMEOUT else None,
+    )
+
+
+def parse_hosts_file(text: str, *, namespace: str, directory: str, target: ContainerdVersion) -> HostsFile:
+    """The endpoints containerd `target` derives from `text` for `namespace`, or why it refuses it.
+
+    `directory` is the host path of the file's directory: relative `ca`/`client` paths are joined to it.
+    """
+    try:
+        tree = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        return HostsFile((), (f"not valid TOML: {err}",))
+    problems: list[str] = []
+    notes: list[str] = []
+    host_tree = tree.get("host")
+    if host_tree is None:
+        if target < ROOT_ONLY_PARSES:
+            problems.append(f"no [host] table: containerd {target} refuses the file (invalid `host` tree; fixed in 1.7.32)")
+        host_tree = {}
+    elif not isinstance(host_tree, dict):
+        problems.append('host must be a table of [host."<url>"] tables')
+        host_tree = {}
+    entries: list[HostEntry] = []
+    for key, t in host_tree.items():
+        where = f"host.{key!r}"
+        if not isinstance(t, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        e = _entry(key, t, where=where, directory=directory, target=target, problems=problems)
+        if e is not None:
+            entries.append(e)
+    server = tree.get("server")
+    if server is not None and not isinstance(server, str):
+        problems.append("server must be a string")
+        server = None
+    if server:
+        e = _entry(server, tree, where="server", directory=directory, target=target, problems=problems)
+        if e is not None:
+            entries.append(replace(e, is_server=True))
+    else:
+        # No server: the namespace's default upstream, with every capability whatever the root
+        # says, but the root's TLS settings and headers still apply (reference 1.2 quirk).
+        base = default_upstream_entry(namespace, target) if namespace != names.WILDCARD else None
+        root = _entry("x", {k: v for k, v in tree.items() if k != "capabilities"}, where="(root)", directory=directory, target=target, problems=problems)  # fmt: skip
+        if base is not None and root is not None:
+            entries.append(
+                replace(base, ca=root.ca, client=root.client, skip_verify=root.skip_verify, header_names=root.header_names)
+            )
+    if target >= HTTPS_FIRST:
+        for e in entries:
+            if e.scheme == "http" and e.has_tls_options() and not e.host.endswith(":80"):
+                label = "server" if e.is_server else f"host.{e.key!r}"
+                notes.append(
+                    f"{label}: an http:// endpoint with TLS options: containerd {target} tries HTTPS first, "
+                    "and a failure may be reported as a TLS error (containerd#11647)"
+                )
+    return HostsFile(tuple(entries), tuple(problems), tuple(notes))
