@@ -351,7 +351,8 @@ def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
                 # The legacy resolver uses an endpoint's path as it is, or /v2 when it has none.
                 parts = urlsplit(raw if "://" in raw else f"https://{raw}")
                 path = parts.path.rstrip("/") or "/v2"
-                listed.append(HostEntry(raw, parts.scheme, parts.netloc, path, ("pull", "resolve")))
+                is_upstream = parts.netloc == upstream.host
+                listed.append(HostEntry(raw, parts.scheme, parts.netloc, path, ("pull", "resolve"), is_server=is_upstream, implicit=is_upstream))  # fmt: skip
             if not any(e.host == upstream.host for e in listed):
                 listed.append(upstream)
             entries = tuple(listed)
@@ -385,7 +386,7 @@ def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
             entries = (upstream,)
             if parsed is not None:
                 source = (
-                    f"{hosts_path} is REFUSED by containerd {target} ({'; '.join(parsed.rejected)}): it logs "
+                    f"{hosts_path} is REFUSED by containerd ({'; '.join(parsed.rejected)}): it logs "
                     "'failed to decode hosts.toml' and pulls as if there were no file"
                 )
                 warnings.append(f"{hosts_path}: ignored by containerd: {'; '.join(parsed.rejected)}")

@@ -4,6 +4,7 @@ pytest fixtures and from the benchmarks."""
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import shlex
 import shutil
@@ -16,7 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from nodecfg.cli import main
 from nodecfg.node.cri import CRIError
 from tests.e2e.harness import (
     PKI,
@@ -93,6 +96,28 @@ class Lab:
     def image(self, registry: str, ref: str) -> Image:
         return self.images[(registry, ref)]
 
+    def registry_key(self, host: str) -> str | None:
+        """Which lab registry serves content at host:port (the header proxy serves `plain`'s)."""
+        if host == self.proxy.host:
+            return "plain"
+        for key in ("plain", "upstream", "tls", "auth", "mtls"):
+            if getattr(self, key).host == host:
+                return key
+        return None
+
+    def first_that_can_serve(self, endpoints: list[dict[str, Any]], tag: str) -> tuple[str, str] | None:
+        """(registry, repo:tag) of the first endpoint, in `explain`'s order, that is up and holds
+        the image at the path explain says containerd asks for."""
+        for e in endpoints:
+            if not e["resolves"]:
+                continue
+            parts = urlsplit(e["request"])
+            key = self.registry_key(parts.netloc)
+            repo = parts.path.split("/v2/", 1)[1].rsplit("/manifests/", 1)[0]
+            if key is not None and (key, f"{repo}:{tag}") in self.images:
+                return key, f"{repo}:{tag}"
+        return None
+
 
 @contextmanager
 def open_lab() -> Iterator[Lab]:
@@ -146,6 +171,7 @@ class Node:
     reports: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # every nodecfg stdout and stderr, for secret checks
     daemons: list[DaemonProcess] = field(default_factory=list)
+    explained: list[tuple[str, str]] = field(default_factory=list)  # (ref, first endpoint) per checked pull
 
     @property
     def hosts_dir(self) -> Path:
@@ -190,10 +216,33 @@ class Node:
 
     def pull(self, ref: str) -> str:
         """A CRI pull (what kubelet does); returns the image id. The image is removed first, so
-        every pull goes to a registry."""
+        every pull goes to a registry. Every pull is checked against `nodecfg explain`."""
         with self.containerd.cri() as c:
             c.remove(ref)
-            return c.pull(ref)
+            image_id = c.pull(ref)
+        self.check_explained(ref, image_id)
+        return image_id
+
+    def explain(self, ref: str) -> dict[str, Any]:
+        """`nodecfg explain -o json` for this node (in process: it only reads files)."""
+        out, err = io.StringIO(), io.StringIO()
+        args = ["explain", ref, "-o", "json", *self.nodecfg_args()]
+        assert main(args, out, err) == 0, err.getvalue()
+        self.outputs += [out.getvalue(), err.getvalue()]
+        result: dict[str, Any] = json.loads(out.getvalue())
+        return result
+
+    def check_explained(self, ref: str, image_id: str) -> None:
+        """The registry that served the pull is the first endpoint explain names that can serve it
+        (is up and holds the image at the request path explain shows)."""
+        result = self.explain(ref)
+        tag = result["image"].rsplit(":", 1)[1]
+        first = self.lab.first_that_can_serve(result["endpoints"], tag)
+        assert first is not None, f"explain names no endpoint that holds {ref}: {result['endpoints']}"
+        assert self.lab.image(*first).id == image_id, (
+            f"explain says {first} serves {ref} first, but the pull returned {image_id}: {json.dumps(result, indent=1)}"
+        )
+        self.explained.append((ref, result["endpoints"][0]["url"]))
 
     def pull_error(self, ref: str) -> str:
         """A CRI pull that must fail; returns the error."""
