@@ -149,6 +149,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", metavar="IMAGE", help="an image reference as a pod spec writes it, e.g. nginx or reg:5000/team/app:1")
     p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check containerd, its registry config, every hosts.toml and every registry endpoint "
+        "(exit 0 no failures, 1 failures, 2 could not check)",
+    )
+    p.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_SOCKET,
+        help="containerd's socket for the CRI health check, as a host path (default %(default)s)",
+    )
+    p.add_argument("--no-cri", action="store_true", help="do not ask containerd's CRI plugin for its health")
+    p.add_argument("--no-network", action="store_true", help="do not resolve or connect to registries")
+    p.add_argument(
+        "--probe-timeout", type=float, default=3.0, help="seconds for each DNS/TCP/TLS/HTTP probe (default %(default)s)"
+    )
+    p = sub.add_parser(
         "uninstall",
         parents=[common, restart_opts],
         help="take nodecfg off the node: remove its files, restore the originals it kept, undo its config.toml edits",
@@ -431,6 +447,43 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The checklist; exit 1 when any check fails."""
+    from nodecfg.node.containerd import detect_containerd  # noqa: PLC0415
+    from nodecfg.node.doctor import doctor  # noqa: PLC0415
+    from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
+    from nodecfg.render.diagnose import Status  # noqa: PLC0415
+
+    if not 0 < args.probe_timeout <= 60:
+        print(f"error: --probe-timeout must be between 0 and 60 seconds, not {args.probe_timeout}", file=err)
+        return EXIT_ERROR
+    paths = _paths(args)
+    view = read_node_view(paths, detect_containerd(paths.root, args.containerd_version))
+    socket_real = None if args.no_cri else paths.real(args.containerd_socket)
+    checks = doctor(paths, view, socket_real=socket_real, network=not args.no_network, timeout=args.probe_timeout)
+    counts = {s: sum(c.status is s for c in checks) for s in Status}
+    failed = counts[Status.FAIL] > 0
+    if args.output == "json":
+        summary = {s.value: n for s, n in counts.items()}
+        json.dump({"ok": not failed, "summary": summary, "checks": [c.to_json() for c in checks]}, out, indent=2)
+        out.write("\n")
+    else:
+        labels = {Status.OK: "[ ok ]", Status.WARN: "[warn]", Status.FAIL: "[FAIL]", Status.SKIP: "[skip]"}
+        for c in checks:
+            print(f"{labels[c.status]} {c.title}", file=out)
+            if c.status in (Status.WARN, Status.FAIL):
+                if c.detail:
+                    print(f"       why: {c.detail}", file=out)
+                if c.fix:
+                    print(f"       fix: {c.fix}", file=out)
+        print(
+            f"{counts[Status.OK]} ok, {counts[Status.WARN]} warning(s), {counts[Status.FAIL]} failure(s), "
+            f"{counts[Status.SKIP]} skipped",
+            file=out,
+        )
+    return EXIT_DIFFERS if failed else EXIT_OK
+
+
 def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Remove nodecfg from the node; restart containerd only if config.toml changed."""
     from nodecfg.node.cri import wait_healthy  # noqa: PLC0415 (grpc only when a restart is checked)
@@ -490,6 +543,7 @@ COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
     "explain": cmd_explain,
+    "doctor": cmd_doctor,
     "uninstall": cmd_uninstall,
 }
 

@@ -1,0 +1,243 @@
+"""`doctor` findings that follow from the node's files alone (pure): config.toml and hosts.toml.
+
+The node layer adds what needs the live system (the binary, CRI health, permissions, the network).
+Every finding says what is wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from nodecfg.render.explain import NodeView, candidate_dirs
+from nodecfg.render.hostsfile import HostEntry, parse_hosts_file
+from nodecfg.spec import names, versions
+
+
+class Status(str, Enum):
+    """How a check came out; FAIL makes `doctor` exit 1."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist."""
+
+    id: str  # stable, for scripts: e.g. "hosts.refused"
+    status: Status
+    title: str
+    detail: str = ""
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"id": self.id, "status": self.status.value, "title": self.title, "detail": self.detail, "fix": self.fix}
+
+
+def config_checks(view: NodeView, hosts_dir: str) -> list[Check]:
+    """config.toml: version and registry table, config_path, the legacy conflicts."""
+    s = view.registry
+    out: list[Check] = []
+    if not s.exists:
+        out.append(
+            Check(
+                "config.exists", Status.WARN, f"{s.file} does not exist", "containerd runs on its defaults", "run `nodecfg apply`"
+            )
+        )
+    else:
+        out.append(Check("config.table", Status.OK, f"{s.file}: version {s.version}, registry settings in [{s.table}]"))
+    for problem in s.problems:
+        out.append(
+            Check(
+                "config.invalid",
+                Status.FAIL,
+                "config.toml makes the CRI plugin fail or ignore the registry settings",
+                problem,
+                "remove `mirrors` and `configs.*.tls` from config.toml (`nodecfg apply` moves them into hosts.toml)",
+            )
+        )
+    if s.config_path is None:
+        status = Status.WARN if s.roots else Status.FAIL
+        out.append(
+            Check(
+                "config.config_path",
+                status,
+                "config_path is not set",
+                s.roots_note,
+                f"set config_path = {hosts_dir!r} (`nodecfg apply` does) and restart containerd",
+            )
+        )
+    elif hosts_dir not in s.roots:
+        out.append(
+            Check(
+                "config.config_path",
+                Status.FAIL,
+                f"config_path does not include {hosts_dir}, where nodecfg writes",
+                s.roots_note,
+                f"set config_path = {hosts_dir!r} and restart containerd, or pass --hosts-dir {s.roots[0]}",
+            )
+        )
+    elif len(s.roots) > 1:
+        out.append(
+            Check(
+                "config.config_path",
+                Status.WARN if view.target.version >= versions.DIAL_TIMEOUT else Status.OK,
+                f"config_path is a list: {s.config_path}",
+                "containerd >= 2.1 pulling through the transfer service reads a list as one directory (containerd#12415)"
+                if view.target.version >= versions.DIAL_TIMEOUT
+                else "the first root with a matching directory wins",
+                f"use a single directory ({hosts_dir})" if view.target.version >= versions.DIAL_TIMEOUT else "",
+            )
+        )
+    else:
+        out.append(Check("config.config_path", Status.OK, f"config_path = {s.config_path!r}"))
+    return out
+
+
+def _namespace_of(name: str) -> str | None:
+    """The namespace a directory name serves, or None when containerd never looks it up."""
+    if name == names.DEFAULT_DIR:
+        return names.WILDCARD
+    if name.endswith("_") and "_" in name[:-1]:
+        head, _, port = name[:-1].rpartition("_")
+        if port.isdigit():
+            return f"{head}:{port}"
+    try:
+        names.check_host_port(name)
+    except names.NameError_:
+        return None
+    return name
+
+
+def endpoints_by_dir(view: NodeView) -> dict[str, tuple[HostEntry, ...]]:
+    """Every endpoint of every accepted hosts.toml, by directory (for the network probes)."""
+    out: dict[str, tuple[HostEntry, ...]] = {}
+    for path, d in sorted(view.dirs.items()):
+        ns = _namespace_of(posixpath.basename(path))
+        if ns is None or d.hosts_toml is None or not d.hosts_toml.strip():
+            continue
+        parsed = parse_hosts_file(d.hosts_toml, namespace=ns, directory=path, target=view.target.version)
+        if not parsed.rejected:
+            out[path] = parsed.entries
+    return out
+
+
+def hosts_checks(view: NodeView) -> list[Check]:
+    """Each directory under each config_path root: is it looked up, is its hosts.toml accepted."""
+    target = view.target.version
+    out: list[Check] = []
+    if not view.dirs:
+        out.append(Check("hosts.none", Status.OK, "no hosts directories under config_path"))
+    for path, d in sorted(view.dirs.items()):
+        name = posixpath.basename(path)
+        file = posixpath.join(path, "hosts.toml")
+        ns = _namespace_of(name)
+        if ns is None:
+            out.append(
+                Check(
+                    "hosts.unused_dir",
+                    Status.WARN,
+                    f"{path}: never looked up",
+                    f"{name!r} is not a registry host[:port] as image references write it",
+                    "rename it to the registry part of the image references (e.g. docker.io, reg.example:5000)",
+                )
+            )
+            continue
+        if name in names.DOCKER_HUB_ALIASES:
+            out.append(
+                Check(
+                    "hosts.unused_dir",
+                    Status.WARN,
+                    f"{path}: never looked up",
+                    "Docker Hub images are looked up under docker.io",
+                    f"move it to {posixpath.join(posixpath.dirname(path), names.DOCKER_HUB)}",
+                )
+            )
+            continue
+        if name == names.DEFAULT_DIR and not versions.supports_default_namespace(target):
+            out.append(
+                Check(
+                    "hosts.default_unsupported",
+                    Status.FAIL,
+                    f"{path}: containerd {target} has no _default",
+                    "it arrived in 1.6.17 and 1.7.0 (containerd#8053)",
+                    "upgrade containerd, or give each registry its own directory",
+                )
+            )
+        if ns != names.WILDCARD and ":" in ns and name == ns:
+            shadow = candidate_dirs(ns)[0]
+            if posixpath.join(posixpath.dirname(path), shadow) in view.dirs:
+                out.append(
+                    Check(
+                        "hosts.shadowed",
+                        Status.WARN,
+                        f"{path}: never used",
+                        f"{shadow} in the same directory is looked up first",
+                        "keep one of the two directories",
+                    )
+                )
+        if d.error is not None:
+            out.append(Check("hosts.unreadable", Status.FAIL, f"{file}: cannot be read", d.error, "fix its permissions"))
+            continue
+        if d.hosts_toml is None or not d.hosts_toml.strip():
+            what = "empty hosts.toml" if d.hosts_toml is not None else "no hosts.toml"
+            out.append(
+                Check(
+                    "hosts.docker_layout",
+                    Status.WARN,
+                    f"{path}: {what}",
+                    f"containerd uses only Docker-style cert files here ({', '.join(d.cert_files) or 'none'}) for the registry itself",
+                    "write a hosts.toml, or remove the directory",
+                )
+            )
+            continue
+        parsed = parse_hosts_file(d.hosts_toml, namespace=ns, directory=path, target=target)
+        if parsed.rejected:
+            out.append(
+                Check(
+                    "hosts.refused",
+                    Status.FAIL,
+                    f"{file}: containerd {target} ignores this file",
+                    "; ".join(parsed.rejected),
+                    "fix the file (containerd logs only 'failed to decode hosts.toml' and pulls from the registry itself)"
+                    + ("; add an empty [host] table" if any("[host]" in r for r in parsed.rejected) else ""),
+                )
+            )
+            continue
+        problems = [f"{p}: {view.missing[p]}" for e in parsed.entries for p in e.files() if p in view.missing]
+        if problems:
+            out.append(
+                Check(
+                    "hosts.files",
+                    Status.FAIL,
+                    f"{file}: every pull from this registry fails",
+                    "containerd cannot use " + "; ".join(problems),
+                    "restore the files, or take them out of hosts.toml",
+                )
+            )
+        tls_on_http = [e for e in parsed.entries if e.scheme == "http" and e.has_tls_options()]
+        if tls_on_http:
+            newer = target >= versions.ContainerdVersion(1, 6, 25)
+            out.append(
+                Check(
+                    "hosts.http_tls",
+                    Status.WARN,
+                    f"{file}: TLS options on plain-HTTP endpoint(s) {', '.join(e.url for e in tls_on_http)}",
+                    (
+                        f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
+                        if newer
+                        else f"containerd {target} ignores them; from 1.6.25 it tries HTTPS first (containerd#11647)"
+                    ),
+                    "remove ca/client/skip_verify from http:// endpoints",
+                )
+            )
+        if not problems and not tls_on_http:
+            owner = "nodecfg" if d.owned else "not nodecfg"
+            out.append(Check("hosts.ok", Status.OK, f"{file}: {len(parsed.entries)} endpoint(s), written by {owner}"))
+    return out
