@@ -238,6 +238,11 @@ def hosts_checks(view: NodeView) -> list[Check]:
                 )
             )
         if not problems and not tls_on_http:
-            owner = "nodecfg" if d.owned else "not nodecfg"
-            out.append(Check("hosts.ok", Status.OK, f"{file}: {len(parsed.entries)} endpoint(s), written by {owner}"))
+            owner = "written by nodecfg" if d.owned else "not written by nodecfg"
+            what = (
+                "used for every registry without a directory of its own"
+                if ns == names.WILDCARD
+                else f"{len(parsed.entries)} endpoint(s)"
+            )
+            out.append(Check("hosts.ok", Status.OK, f"{file}: {what} ({owner})"))
     return out

@@ -1,0 +1,95 @@
+"""`doctor` and `explain` against real containerd 1.6 and real registries.
+
+(Every pull in test_registries.py is also checked against `explain`: see Node.check_explained.)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.e2e.conftest import Lab, Node
+from tests.e2e.harness import run_nodecfg
+
+HTTPS_TO_HTTP = "server gave HTTP response to HTTPS client"
+
+
+def doctor(node: Node) -> tuple[int, dict[str, Any]]:
+    r = run_nodecfg("doctor", "-o", "json", *node.nodecfg_args(), "--containerd-socket", node.containerd.socket)
+    node.outputs += [r.stdout, r.stderr]
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def failing(result: dict[str, Any]) -> list[str]:
+    return [f"{c['id']}: {c['title']}: {c['detail']}" for c in result["checks"] if c["status"] == "fail"]
+
+
+def test_doctor_passes_on_a_converged_node_and_probes_every_endpoint(node: Node, lab: Lab) -> None:
+    files = {
+        "ca.pem": lab.pki.ca.read_text(),
+        "tls.crt": lab.pki.client_cert.read_text(),
+        "tls.key": lab.pki.client_key.read_text(),
+    }
+    node.converge(
+        f"""
+        version: 1
+        registries:
+          {lab.upstream.host}:
+            plainHTTP: true
+            mirrors: ["http://{lab.plain.host}"]
+          {lab.tls.host}:
+            caFile: ca.pem
+          {lab.mtls.host}:
+            caFile: ca.pem
+            clientCertFile: tls.crt
+            clientKeyFile: tls.key
+        """,
+        files,
+    )
+    rc, result = doctor(node)
+    assert rc == 0, failing(result)
+    checks = {c["id"]: c for c in result["checks"]}
+    assert checks["containerd.binary"]["title"].startswith("/usr/bin/containerd: containerd 1.6.20")
+    assert checks["containerd.cri"]["status"] == "ok" and str(node.hosts_dir) in checks["containerd.cri"]["title"]
+    probed = " ".join(c["title"] for c in result["checks"] if c["id"] == "net.ok")
+    for reg in (lab.plain, lab.upstream, lab.tls, lab.mtls):
+        assert reg.host in probed, (reg.host, probed)  # TLS verified with the CA; mTLS with the client pair
+    # Without the client pair the mTLS registry refuses the handshake, and doctor says so.
+    node.converge(
+        f"""
+        version: 1
+        registries:
+          {lab.mtls.host}:
+            caFile: ca.pem
+        """
+    )
+    rc, result = doctor(node)
+    assert rc == 1 and any(lab.mtls.host in f for f in failing(result)), failing(result)
+
+
+def test_doctor_flags_a_file_containerd_1_6_ignores_and_a_pull_proves_it(node: Node, lab: Lab) -> None:
+    node.converge(f"""
+        version: 1
+        registries:
+          {lab.upstream.host}:
+            plainHTTP: true
+        """)
+    # Written by hand, as admins do: only root fields, no [host] table.
+    own = node.hosts_dir / lab.plain.host
+    own.mkdir()
+    (own / "hosts.toml").write_text(f'server = "http://{lab.plain.host}"\n')
+    rc, result = doctor(node)
+    assert rc == 1
+    (refused,) = [c for c in result["checks"] if c["id"] == "hosts.refused"]
+    assert lab.plain.host in refused["title"] and "no [host] table" in refused["detail"]
+    explained = node.explain(f"{lab.plain.host}/direct/app:1")
+    assert "REFUSED" in explained["source"]
+    assert explained["endpoints"][0]["url"] == f"https://{lab.plain.host}/v2"
+    # containerd really ignores it: the pull goes to https:// (its default), not the file's http://.
+    assert HTTPS_TO_HTTP in node.pull_error(f"{lab.plain.host}/direct/app:1")
+    # The [host] stub is the only difference: now the file is used and the pull works.
+    (own / "hosts.toml").write_text(f'server = "http://{lab.plain.host}"\n[host]\n')
+    rc, result = doctor(node)
+    assert rc == 0, failing(result)
+    assert node.pull(f"{lab.plain.host}/direct/app:1") == lab.image("plain", "direct/app:1").id

@@ -1,0 +1,221 @@
+"""`nodecfg doctor`: one test per finding, the exit code, and real probes against local servers.
+
+The node trees are built by hand (as a real node may be); goldens of the text output live in
+tests/golden/doctor/ (UPDATE_GOLDEN=1 to regenerate, then review).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run
+from tests.test_explain import STUB, V2, make_node
+
+GOLDEN = Path(__file__).parent / "golden" / "doctor"
+OFFLINE = ("--no-cri", "--no-network")
+
+
+def doctor(node: Path, *extra: str, version: str = "1.6.20", golden: str | None = None) -> tuple[int, dict[str, Any]]:
+    args = ["doctor", "--root", str(node), "--containerd-version", version, *extra]
+    rc, out, err = run(*args, "-o", "json")
+    assert rc in (0, 1), err
+    result: dict[str, Any] = json.loads(out)
+    assert result["ok"] == (rc == 0)
+    if golden is not None:
+        rc_text, text, _ = run(*args)
+        assert rc_text == rc
+        path = GOLDEN / f"{golden}.txt"
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text.replace(str(node), "<root>"))
+        assert text.replace(str(node), "<root>") == path.read_text()
+    return rc, result
+
+
+def by_id(result: dict[str, Any], check_id: str) -> list[dict[str, Any]]:
+    return [c for c in result["checks"] if c["id"] == check_id]
+
+
+def test_healthy_node_passes(tmp_path):
+    node = make_node(tmp_path, dirs={"docker.io": {"hosts.toml": '[host."https://m.example"]\n'}})
+    rc, r = doctor(node, *OFFLINE, golden="healthy")
+    assert rc == 0
+    assert by_id(r, "hosts.ok") and by_id(r, "config.config_path")[0]["status"] == "ok"
+
+
+def test_debian_default_config_has_no_config_path(tmp_path):
+    rc, r = doctor(make_node(tmp_path, "version = 2\n"), *OFFLINE, golden="no-config-path")
+    assert rc == 1
+    (c,) = by_id(r, "config.config_path")
+    assert c["status"] == "fail" and "config_path = '/etc/containerd/certs.d'" in c["fix"]
+
+
+def test_config_path_elsewhere(tmp_path):
+    config = V2.replace("/etc/containerd/certs.d", "/opt/certs")
+    rc, r = doctor(make_node(tmp_path, config), *OFFLINE)
+    assert rc == 1 and "does not include /etc/containerd/certs.d" in by_id(r, "config.config_path")[0]["title"]
+
+
+def test_legacy_mirrors_next_to_config_path(tmp_path):
+    config = V2 + '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n    endpoint = ["https://x"]\n'
+    rc, r = doctor(make_node(tmp_path, config), *OFFLINE, golden="mirrors-conflict")
+    assert rc == 1 and "`mirrors` cannot be set" in by_id(r, "config.invalid")[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "version", "detail"),
+    [
+        ('server = "http://reg.example"\n', "1.6.20", "no [host] table"),
+        ('[host."https://m"\n', "1.6.20", "not valid TOML"),
+        ('[host."https://m"]\ncapabilities = ["pull", "mirror"]\n', "1.6.20", "unknown capability 'mirror'"),
+        ('[host."https://m"]\ncapabilities = ["pull", "referrers"]\n', "2.1.0", "unknown capability 'referrers'"),
+        ('[host."https://m"]\ndial_timeout = "soon"\n', "2.1.0", "invalid dial_timeout"),
+    ],
+)
+def test_files_containerd_refuses(tmp_path, content, version, detail):
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+    rc, r = doctor(node, *OFFLINE, version=version)
+    assert rc == 1
+    (c,) = by_id(r, "hosts.refused")
+    assert detail in c["detail"] and c["status"] == "fail", c
+
+
+def test_root_only_file_is_fine_on_2_0(tmp_path):
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": 'server = "http://reg.example"\n'}})
+    assert doctor(node, *OFFLINE, version="2.0.0")[0] == 0
+
+
+def test_root_only_golden(tmp_path):
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": 'server = "http://reg.example"\n'}})
+    doctor(node, *OFFLINE, golden="root-only")
+
+
+def test_missing_ca_and_key_files(tmp_path):
+    content = '[host."https://m.example"]\nca = "ca.pem"\nclient = [["/etc/pki/c.cert", "/etc/pki/c.key"]]\n'
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content, "ca.pem": "not a certificate\n"}})
+    assert doctor(node, *OFFLINE, golden="missing-files")[0] == 1
+    _, r = doctor(node, *OFFLINE)
+    (c,) = by_id(r, "hosts.files")
+    assert "ca.pem: holds no PEM certificate" in c["detail"] and "/etc/pki/c.key: no such file" in c["detail"]
+
+
+def test_http_host_with_tls_options(tmp_path):
+    content = '[host."http://m.example:5000"]\nskip_verify = true\n' + STUB
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+    rc, r = doctor(node, *OFFLINE, version="1.7.20")
+    assert rc == 0
+    (c,) = by_id(r, "hosts.http_tls")
+    assert c["status"] == "warn" and "tries HTTPS first" in c["detail"]
+
+
+def test_directories_never_looked_up_and_shadowed(tmp_path):
+    node = make_node(
+        tmp_path,
+        dirs={
+            "registry-1.docker.io": {"hosts.toml": STUB},
+            "https:": {"hosts.toml": STUB},
+            "r.example:5000": {"hosts.toml": STUB},
+            "r.example_5000_": {"hosts.toml": STUB},
+            "_default": {"hosts.toml": STUB},
+        },
+    )
+    rc, r = doctor(node, *OFFLINE, version="1.6.16", golden="dirs")
+    assert rc == 1
+    assert {c["title"].split("/")[-1] for c in by_id(r, "hosts.unused_dir")} == {
+        "registry-1.docker.io: never looked up",
+        "https:: never looked up",
+    }
+    assert "r.example_5000_ in the same directory" in by_id(r, "hosts.shadowed")[0]["detail"]
+    assert by_id(r, "hosts.default_unsupported")[0]["status"] == "fail"
+
+
+def test_permissions(tmp_path):
+    config = V2 + '  [plugins."io.containerd.grpc.v1.cri".registry.configs."r.example".auth]\n    username = "u"\n    password = "do-not-print-me"\n'  # fmt: skip
+    content = '[host."https://m.example"]\nclient = ["/etc/pki/both.pem"]\n'
+    node = make_node(tmp_path, config, dirs={"r.example": {"hosts.toml": content}})
+    (node / "etc/pki").mkdir(parents=True)
+    (node / "etc/pki/both.pem").write_text("-----BEGIN CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\n")
+    os.chmod(node / "etc/containerd/config.toml", 0o644)
+    os.chmod(node / "etc/pki/both.pem", 0o644)
+    os.chmod(node / "etc/containerd/certs.d/r.example", 0o777)  # noqa: S103 (the finding under test)
+    rc, r = doctor(node, *OFFLINE)
+    assert rc == 1
+    assert {c["id"] for c in r["checks"] if c["status"] == "fail"} == {"perm.config", "perm.hosts_dir", "perm.key"}
+    assert "do-not-print-me" not in json.dumps(r)
+    os.chmod(node / "etc/containerd/config.toml", 0o600)
+    os.chmod(node / "etc/pki/both.pem", 0o600)
+    os.chmod(node / "etc/containerd/certs.d/r.example", 0o755)  # noqa: S103
+    assert doctor(node, *OFFLINE)[0] == 0
+
+
+@pytest.fixture
+def registry_api() -> Iterator[str]:
+    """A local HTTP server answering like a registry that wants credentials (401 on /v2/)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401 if self.path == "/v2/" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_network_probes_are_real_and_bounded(tmp_path, registry_api):
+    # A name pinned in the node's /etc/hosts resolves the way containerd would resolve it.
+    port = registry_api.split(":")[1]
+    content = f'[host."http://mirror.node-only.test:{port}"]\n[host."http://{registry_api}/wrong/path"]\n  override_path = true\n'  # fmt: skip
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+    (node / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.0.1 mirror.node-only.test  # pinned\n")
+    rc, r = doctor(node, "--no-cri", "--probe-timeout", "1")
+    ok = [c["title"] for c in by_id(r, "net.ok")]
+    assert any(f"mirror.node-only.test:{port}" in t and "answers 401" in t and "node /etc/hosts" in t for t in ok), r
+    (api,) = by_id(r, "net.api")
+    assert "answered 404" in api["title"]
+    # The upstream reg.example does not resolve here: only the fallback after the mirrors.
+    (dns,) = by_id(r, "net.dns")
+    assert dns["status"] == "warn" and "only the fallback" in dns["title"]
+    assert rc == 0
+
+
+def test_unreachable_registry_without_mirrors_fails(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
+    try:
+        content = f'server = "http://127.0.0.1:{s.getsockname()[1]}"\n' + STUB
+        node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+        rc, r = doctor(node, "--no-cri", "--probe-timeout", "1")
+    finally:
+        s.close()
+    assert rc == 1
+    (c,) = by_id(r, "net.connect")
+    assert c["status"] == "fail" and "ConnectionRefusedError" in c["detail"]
+
+
+def test_containerd_not_running_is_a_failure(tmp_path):
+    rc, r = doctor(make_node(tmp_path), "--no-network", "--containerd-socket", "/run/nope.sock")
+    assert rc == 1 and by_id(r, "containerd.cri")[0]["status"] == "fail"
+
+
+def test_bad_probe_timeout_is_exit_2(tmp_path):
+    rc, _, err = run("doctor", "--root", str(make_node(tmp_path)), "--probe-timeout", "0")
+    assert rc == 2 and "--probe-timeout" in err
