@@ -23,6 +23,7 @@ from nodecfg.node.state import STATUS_FILE
 from nodecfg.plan import file_diff, redact
 from nodecfg.render.errors import RenderError
 from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.formats import FORMATS
 from nodecfg.spec.loader import SpecError
 
 EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         "--containerd-version",
         default=_env("NODECFG_CONTAINERD_VERSION"),
         help="render for this containerd release (default: detected from the node)",
+    )
+    g.add_argument(
+        "--format",
+        dest="input_format",
+        choices=["auto", *FORMATS],
+        default=_env("NODECFG_FORMAT", "auto"),
+        help="the input's format: nodecfg's registries.yaml, a k3s/RKE2 registries.yaml, a .dockerconfigjson, "
+        "an image-sync auth.json, or image-replacement rules (env NODECFG_FORMAT; default: detected)",
     )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
     restart_opts = argparse.ArgumentParser(add_help=False)
@@ -124,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory to write into (host paths below it)")
     sub.add_parser("validate", parents=[common], help="check the input and what it refers to; change nothing")
+    sub.add_parser(
+        "convert",
+        parents=[common],
+        help="print a k3s registries.yaml, .dockerconfigjson, auth.json or image-replacement rules as nodecfg's registries.yaml",
+    )
     p = sub.add_parser(
         "run",
         parents=[common, restart_opts],
@@ -238,7 +252,7 @@ def _diffs(p: Prepared) -> list[dict[str, Any]]:
 
 
 def _warnings(p: Prepared) -> list[str]:
-    return [redact(w, p.rendered.secrets) for w in (*p.rendered.warnings, *p.plan.warnings)]
+    return [redact(w, p.rendered.secrets) for w in (*p.input_warnings, *p.rendered.warnings, *p.plan.warnings)]
 
 
 def _report(p: Prepared) -> dict[str, Any]:
@@ -259,7 +273,7 @@ def _print_warnings(p: Prepared, err: TextIO) -> None:
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Dry run: what would change, and whether containerd would need a restart."""
-    p = prepare(_paths(args), args.config, args.containerd_version)
+    p = prepare(_paths(args), args.config, args.containerd_version, input_format=args.input_format)
     report = _report(p)
     if args.output == "json":
         json.dump(report, out, indent=2)
@@ -282,7 +296,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if recovered:
         log.warning("recovered", what=recovered)
     started = time.monotonic()
-    p = prepare(paths, args.config, args.containerd_version)
+    p = prepare(paths, args.config, args.containerd_version, input_format=args.input_format)
     if args.output == "text":
         _print_warnings(p, err)
     if p.plan.operations:
@@ -318,7 +332,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write every desired file under --out (host paths below it), e.g. to review or bake an image."""
-    p = prepare(_paths(args), args.config, args.containerd_version)
+    p = prepare(_paths(args), args.config, args.containerd_version, input_format=args.input_format)
     _print_warnings(p, err)
     for f in p.rendered.files:
         real = os.path.join(os.path.abspath(args.out), f.path.lstrip("/"))
@@ -330,16 +344,39 @@ def cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check the input, the files it names and the node's config.toml; change nothing."""
-    p = prepare(_paths(args), args.config, args.containerd_version)
+    p = prepare(_paths(args), args.config, args.containerd_version, input_format=args.input_format)
     if args.output == "json":
-        json.dump({"valid": True, "registries": sorted(p.config.registries), "warnings": _warnings(p)}, out, indent=2)
+        report = {"valid": True, "format": p.input_format, "registries": sorted(p.config.registries), "warnings": _warnings(p)}
+        json.dump(report, out, indent=2)
         out.write("\n")
         return EXIT_OK
     _print_warnings(p, err)
     print(
-        f"{args.config}: valid ({len(p.config.registries)} registries, {len(p.config.credentials)} credential sources; {p.rendered.target.describe()})",
+        f"{args.config}: valid {p.input_format} input ({len(p.config.registries)} registries, {len(p.config.credentials)} credential sources; {p.rendered.target.describe()})",
         file=out,
     )
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the input translated into nodecfg's format (secrets stay in the file it names)."""
+    import yaml  # noqa: PLC0415
+
+    from nodecfg.node.inputs import read_input  # noqa: PLC0415
+    from nodecfg.spec.loader import load_input  # noqa: PLC0415
+
+    loaded = load_input(read_input(args.config), args.config, args.input_format)
+    for w in loaded.warnings:
+        print(f"warning: {w}", file=err)
+    if loaded.translated is None:
+        print(f"{args.config} is already in nodecfg's format", file=err)
+        return EXIT_OK
+    if args.output == "json":
+        json.dump(loaded.translated, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    out.write(f"# Converted by `nodecfg convert` from {args.config} ({loaded.format}).\n")
+    out.write(yaml.safe_dump(loaded.translated, sort_keys=False, default_flow_style=False))
     return EXIT_OK
 
 
@@ -384,6 +421,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         resync_s=resync,
         listen=listen,
         wait_for_lock=args.wait,
+        input_format=args.input_format,
     )
     return Daemon(opts).run()
 
@@ -540,6 +578,7 @@ COMMANDS = {
     "apply": cmd_apply,
     "render": cmd_render,
     "validate": cmd_validate,
+    "convert": cmd_convert,
     "run": cmd_run,
     "status": cmd_status,
     "explain": cmd_explain,

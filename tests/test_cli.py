@@ -44,7 +44,7 @@ def test_missing_config_file_is_a_clear_error(root, tmp_path):
 def test_config_from_environment_variable(root, tmp_path):
     config = copy_example(tmp_path, "plain-http.yaml")
     rc, out, _ = run("validate", "--root", str(root), "--containerd-version", "1.6.20", env={"NODECFG_CONFIG": str(config)})
-    assert rc == 0 and "valid (1 registries" in out
+    assert rc == 0 and "valid nodecfg input (1 registries" in out
 
 
 def test_missing_referenced_file_names_field_and_path(root, tmp_path):

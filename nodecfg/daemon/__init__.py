@@ -64,6 +64,7 @@ class Options:
     listen: tuple[str, int] | None = None
     env: Mapping[str, str] | None = None
     wait_for_lock: bool = False
+    input_format: str = "auto"
 
 
 @dataclass
@@ -237,7 +238,14 @@ class Daemon:
                 event["recovered"] = recovered
             if self.target is None or reason in ("start", "resync", "sighup"):
                 self.target = detect_containerd(self.paths.root, self.o.containerd_version)
-            prepared = prepare(self.paths, self.o.config_path, self.o.containerd_version, self.o.env, self.target)
+            prepared = prepare(
+                self.paths,
+                self.o.config_path,
+                self.o.containerd_version,
+                self.o.env,
+                self.target,
+                input_format=self.o.input_format,
+            )
         except SpecError as e:
             return self._failed(started, event, "invalid-input", e.render())
         except RenderError as e:

@@ -13,7 +13,7 @@ from nodecfg.node.inputs import gather_materials, read_input
 from nodecfg.node.state import State, load_state
 from nodecfg.plan import CurrentFile, Plan, make_plan
 from nodecfg.render import Layout, Rendered, render
-from nodecfg.spec.loader import load_config
+from nodecfg.spec.loader import load_input
 from nodecfg.spec.models import Config
 from nodecfg.spec.versions import ContainerdTarget
 
@@ -28,6 +28,8 @@ class Prepared:
     current: Mapping[str, CurrentFile]
     state: State
     paths: NodePaths
+    input_format: str = "nodecfg"
+    input_warnings: tuple[str, ...] = ()
 
 
 def _current(paths: NodePaths, host_paths: set[str]) -> dict[str, CurrentFile]:
@@ -44,13 +46,16 @@ def prepare(
     containerd_version: str | None,
     env: Mapping[str, str] | None = None,
     target: ContainerdTarget | None = None,
+    *,
+    input_format: str = "auto",
 ) -> Prepared:
     """Read input and node, render and plan. Raises SpecError, RenderError or NodeError.
 
     `target`: the containerd already detected (the daemon detects it once per resync, not on
     every change: running the binary costs tens of milliseconds).
     """
-    config = load_config(read_input(config_path), config_path)
+    loaded = load_input(read_input(config_path), config_path, input_format)
+    config = loaded.config
     materials = gather_materials(config, config_path, env)
     state = load_state(paths.real(paths.state_dir))
     target = target or detect_containerd(paths.root, containerd_version)
@@ -69,7 +74,7 @@ def prepare(
     real_hosts = paths.real(paths.hosts_dir)
     entries = os.listdir(real_hosts) if os.path.isdir(real_hosts) else []
     plan = make_plan(rendered, current, state.owned, entries)
-    return Prepared(config, rendered, plan, current, state, paths)
+    return Prepared(config, rendered, plan, current, state, paths, loaded.format, loaded.warnings)
 
 
 def apply(prepared: Prepared) -> State:

@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import yaml
+
 from nodecfg.render.materials import Materials, Secret, material
-from nodecfg.spec import names
-from nodecfg.spec.models import ENV_REF_RE, Config, Credential
+from nodecfg.spec import formats, loader, names
+from nodecfg.spec.models import ENV_REF_RE, FILE_SOURCES, Config, Credential
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,78 @@ def _explicit(c: Credential, where: str, materials: Materials, problems: list[st
     return Auth(username=user, password=Secret(password))
 
 
+def _auth_json(text: str, where: str, materials: Materials, problems: list[str], warnings: list[str]) -> dict[str, Auth]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        problems.append(f"{where}: not valid JSON (line {e.lineno}, column {e.colno})")
+        return {}
+    entries, entry_problems = formats.auth_json_entries(data)
+    chosen, chosen_warnings, more = formats.auth_json_by_host(entries)
+    problems += [f"{where}: {loader.format_location(loc)}: {msg}" for loc, msg in entry_problems + more]
+    warnings += [f"{where}: {w}" for w in chosen_warnings]
+    out: dict[str, Auth] = {}
+    for host, entry in chosen.items():
+        loc = f"{where}: {entry.key!r}"
+        user = _expand(entry.username, materials, f"{loc}.username", problems)
+        password = _expand(entry.password, materials, f"{loc}.password", problems)
+        if user is None or password is None:
+            continue
+        if not user or not password:
+            problems.append(f"{loc}: username and password must not be empty")
+            continue
+        out[host] = Auth(username=user, password=Secret(password))
+    return out
+
+
+def _k3s_auth(text: str, where: str, problems: list[str]) -> dict[str, Auth]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problems.append(f"{where}: invalid YAML" + (f" at line {mark.line + 1}" if mark is not None else ""))
+        return {}
+    out: dict[str, Auth] = {}
+    for host, auth in formats.k3s_auth_entries(data).items():
+        loc = f"{where}: configs.{host!r}.auth"
+        contacted = registry_from_docker_key(host)
+        try:
+            names.check_host_port(contacted)
+        except names.NameError_ as e:
+            problems.append(f"{loc}: registry {contacted!r}: {e}")
+            continue
+        unknown = sorted(set(auth) - {"username", "password", "auth", "identity_token"})
+        if unknown:
+            problems.append(f"{loc}: unknown field(s) {', '.join(unknown)} (k3s has username, password, auth, identity_token)")
+            continue
+        # The same fields as a docker config entry, but identity_token spelled the k3s way.
+        entry = {k: v for k, v in auth.items() if k != "identity_token"}
+        if auth.get("identity_token"):
+            entry["identitytoken"] = auth["identity_token"]
+        out.update(_docker_config_entries(json.dumps({"auths": {contacted: entry}}), loc.rsplit(".auth", 1)[0], problems))
+    return out
+
+
+def _file_entries(
+    c: Credential, where: str, materials: Materials, problems: list[str], warnings: list[str]
+) -> dict[str, Auth] | None:
+    """Auth entries from a credentials file (None: this entry names no file)."""
+    for name in FILE_SOURCES:
+        path = getattr(c, name)
+        if path is None:
+            continue
+        loc = f"{where}.{name}"
+        text = _text_file(materials, path, loc, problems)
+        if text is None:
+            return {}
+        if name == "dockerConfigJSON":
+            return _docker_config_entries(text, loc, problems)
+        if name == "authJSON":
+            return _auth_json(text, loc, materials, problems, warnings)
+        return _k3s_auth(text, loc, problems)
+    return None
+
+
 def resolve_credentials(config: Config, materials: Materials) -> tuple[dict[str, ResolvedAuth], list[str], list[str]]:
     """Auth entries by contacted host, problems, warnings.
 
@@ -156,11 +230,9 @@ def resolve_credentials(config: Config, materials: Materials) -> tuple[dict[str,
     explicit: dict[str, str] = {}
     for i, c in enumerate(config.credentials):
         where = f"credentials[{i}]"
-        if c.dockerConfigJSON is not None:
-            text = _text_file(materials, c.dockerConfigJSON, f"{where}.dockerConfigJSON", problems)
-            if text is None:
-                continue
-            for host, auth in _docker_config_entries(text, f"{where}.dockerConfigJSON", problems).items():
+        file_entries = _file_entries(c, where, materials, problems, warnings)
+        if file_entries is not None:
+            for host, auth in file_entries.items():
                 if host in explicit:
                     continue
                 if host in out and out[host].auth != auth:

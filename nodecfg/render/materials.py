@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from nodecfg.spec.models import Config, EndpointTLS
+from nodecfg.spec.models import FILE_SOURCES, Config, EndpointTLS
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,10 @@ def referenced_files(config: Config) -> list[FileRef]:
             refs.extend(_endpoint_refs(f"{loc}.mirrors[{i}]", m))
     for i, c in enumerate(config.credentials):
         loc = f"credentials[{i}]"
-        if c.dockerConfigJSON:
-            refs.append(FileRef(f"{loc}.dockerConfigJSON", c.dockerConfigJSON, True))
+        for name in FILE_SOURCES:
+            path = getattr(c, name)
+            if path:
+                refs.append(FileRef(f"{loc}.{name}", path, True))
         if c.usernameFile:
             refs.append(FileRef(f"{loc}.usernameFile", c.usernameFile, False))
         if c.passwordFile:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from nodecfg.spec import formats
 from nodecfg.spec.models import Config
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
@@ -142,8 +143,32 @@ def _from_validation_error(err: ValidationError, lines: dict[PathT, int]) -> lis
     return problems
 
 
+@dataclass(frozen=True)
+class LoadedInput:
+    """An input file in any accepted format, as nodecfg's model."""
+
+    config: Config
+    format: str
+    warnings: tuple[str, ...]
+    translated: dict[str, Any] | None  # nodecfg-format data of a foreign input (for `convert`)
+
+
 def load_config(text: str | bytes, source: str = "registries.yaml") -> Config:
-    """Parse and validate input text; raise SpecError listing every problem."""
+    """Parse and validate nodecfg-format text; raise SpecError listing every problem."""
+    return load_input(text, source, "nodecfg").config
+
+
+def _problem_at(lines: dict[PathT, int], path: PathT, message: str) -> Problem:
+    line = None
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            line = lines[path[:n]]
+            break
+    return Problem(format_location(path), message, line)
+
+
+def load_input(text: str | bytes, source: str = "registries.yaml", fmt: str = "auto") -> LoadedInput:
+    """Parse any accepted format (`fmt` or detected), translate it, validate it; raise SpecError."""
     if isinstance(text, bytes):
         if len(text) > MAX_INPUT_BYTES:
             raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
@@ -161,19 +186,58 @@ def load_config(text: str | bytes, source: str = "registries.yaml") -> Config:
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
+        if text.lstrip().startswith(("{", "[")):
+            try:  # JSON that YAML refuses (tabs for indentation): fine as JSON, without line numbers
+                data, node = json.loads(text), None
+            except ValueError:
+                pass
+            else:
+                return _validated(data, node, source, fmt)
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(source, [Problem("(yaml)", f"invalid YAML: {problem}", line)]) from None
     except RecursionError:
         raise SpecError(source, [Problem("(yaml)", "invalid YAML: nested too deeply")]) from None
+    return _validated(data, node, source, fmt)
+
+
+def _validated(data: Any, node: yaml.Node | None, source: str, fmt: str) -> LoadedInput:
     if data is None:
         raise SpecError(source, [Problem("(file)", "is empty: expected at least `version: 1`")])
-    if not isinstance(data, dict):
-        raise SpecError(source, [Problem("(top level)", f"must be a mapping, not {type(data).__name__}")])
     lines: dict[PathT, int] = {}
     _line_index(node, (), lines)
+    detected = formats.detect_format(data) if fmt == "auto" else fmt
+    if detected is None:
+        raise SpecError(
+            source,
+            [
+                Problem(
+                    "(top level)",
+                    "not a format nodecfg reads: expected nodecfg's registries.yaml (`version: 1`), a k3s "
+                    "registries.yaml (`mirrors:`/`configs:`), a .dockerconfigjson (`auths`), an image-sync "
+                    "auth.json, or image-replacement rules (a list of repositoryPrefix/replaceWith); "
+                    "pass --format to say which",
+                )
+            ],
+        )
+    if detected == "nodecfg":
+        if not isinstance(data, dict):
+            raise SpecError(source, [Problem("(top level)", f"must be a mapping, not {type(data).__name__}")])
+        try:
+            return LoadedInput(Config.model_validate(data), "nodecfg", (), None)
+        except ValidationError as e:
+            raise SpecError(source, _from_validation_error(e, lines)) from None
+    if detected == "image-rules" and not isinstance(data, list):
+        raise SpecError(source, [Problem("(top level)", "image-replacement rules are a list")])
+    if detected != "image-rules" and not isinstance(data, dict):
+        raise SpecError(source, [Problem("(top level)", f"a {detected} file is a mapping, not {type(data).__name__}")])
+    t = formats.translate(detected, data, source)
+    if t.problems:
+        raise SpecError(source, [_problem_at(lines, path, msg) for path, msg in t.problems])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(t.data)
     except ValidationError as e:
-        raise SpecError(source, _from_validation_error(e, lines)) from None
+        translated = [Problem(f"{p.location} (as translated from {detected})", p.message) for p in _from_validation_error(e, {})]
+        raise SpecError(source, translated) from None
+    return LoadedInput(config, detected, t.warnings, t.data)

@@ -230,6 +230,9 @@ class Registry(EndpointTLS):
         return self
 
 
+FILE_SOURCES = ("dockerConfigJSON", "authJSON", "k3sRegistries")
+
+
 class Credential(_Strict):
     """Where credentials come from. Secrets are never written in this file."""
 
@@ -237,6 +240,16 @@ class Credential(_Strict):
         default=None,
         description="Path of a `.dockerconfigjson` (or `.dockercfg`) file, such as a mounted "
         "Kubernetes pull Secret: every registry in it gets its credentials.",
+    )
+    authJSON: str | None = Field(
+        default=None,
+        description='Path of an image-sync `auth.json` (`{"<registry>[/<namespace>]": {"username": ..., '
+        '"password": ...}}`; `${ENV}` references are expanded). containerd sends one credential per '
+        "host: a host's own entry wins over its namespace entries.",
+    )
+    k3sRegistries: str | None = Field(
+        default=None,
+        description="Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.",
     )
     registry: str | None = Field(
         default=None,
@@ -268,15 +281,20 @@ class Credential(_Strict):
                 "password: a literal password is refused (this file is a ConfigMap anyone can "
                 "read): put it in a Secret and use passwordFile, or write ${ENV_VAR}"
             )
-        if self.dockerConfigJSON is not None:
+        files = [n for n in FILE_SOURCES if getattr(self, n) is not None]
+        if len(files) > 1:
+            raise ValueError(f"give one credentials file per entry, not {' and '.join(files)}")
+        if files:
             extra = [
                 n for n in ("registry", "username", "usernameFile", "password", "passwordFile") if getattr(self, n) is not None
             ]
             if extra:
-                raise ValueError(f"dockerConfigJSON cannot be combined with {', '.join(extra)}")
+                raise ValueError(f"{files[0]} cannot be combined with {', '.join(extra)}")
             return self
         if self.registry is None:
-            raise ValueError("give either dockerConfigJSON, or registry with username and password")
+            raise ValueError(
+                "give a credentials file (dockerConfigJSON, authJSON, k3sRegistries), or registry with username and password"
+            )
         try:
             names.check_host_port(self.registry)
         except names.NameError_ as e:
