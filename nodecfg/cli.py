@@ -375,7 +375,7 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         json.dump(loaded.translated, out, indent=2)
         out.write("\n")
         return EXIT_OK
-    out.write(f"# Converted by `nodecfg convert` from {args.config} ({loaded.format}).\n")
+    out.write(f"# Converted by `nodecfg convert` from {os.path.basename(args.config)} ({loaded.format}).\n")
     out.write(yaml.safe_dump(loaded.translated, sort_keys=False, default_flow_style=False))
     return EXIT_OK
 

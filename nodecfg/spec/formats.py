@@ -41,8 +41,8 @@ def detect_format(data: Any) -> str | None:
         return "image-rules" if all(isinstance(r, dict) and "repositoryPrefix" in r for r in data) else None
     if not isinstance(data, dict):
         return None
-    if "version" in data:
-        return "nodecfg"
+    if {"version", "registries", "credentials", "hostAliases", "restart"} & set(data):
+        return "nodecfg"  # (without `version`, validation says it is missing)
     if data and set(data) <= _K3S_TOP:
         return "k3s"
     if "auths" in data or "credsStore" in data or "credHelpers" in data:
@@ -51,7 +51,7 @@ def detect_format(data: Any) -> str | None:
         fields = {k for v in data.values() for k in v}
         if "auth" in fields or "email" in fields:
             return "dockerconfigjson"  # the older .dockercfg: registry -> {auth, email}
-        if fields <= _AUTH_JSON_FIELDS:
+        if fields <= _AUTH_JSON_FIELDS and all({"username", "password"} & set(v) for v in data.values()):
             return "auth-json"
     return None
 
