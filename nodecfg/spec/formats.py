@@ -271,12 +271,14 @@ def translate_k3s(data: dict[str, Any], source: str) -> Translation:
         if not entry["mirrors"]:
             del entry["mirrors"]
         registries[key] = entry
+    # k3s applies configs.<host>.tls wherever that host is contacted: as a mirror (above) and
+    # when images are pulled from it directly, which needs a registry entry of its own.
     for host, settings in tls.items():
-        if host not in used_tls:
-            if host in registries:
+        if host in registries:
+            if host not in used_tls:
                 registries[host].update(settings)
-            else:
-                registries[host] = dict(settings)
+        elif settings:
+            registries[host] = dict(settings)
     out: dict[str, Any] = {"version": 1, "registries": registries}
     if has_auth:
         out["credentials"] = [{"k3sRegistries": posixpath.basename(source)}]

@@ -201,10 +201,12 @@ class Node:
         if yaml_text is not None:
             self.input.write_text(textwrap.dedent(yaml_text))
 
-    def converge(self, yaml_text: str | None = None, files: dict[str, str | bytes] | None = None) -> dict[str, Any]:
+    def converge(
+        self, yaml_text: str | None = None, files: dict[str, str | bytes] | None = None, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """`nodecfg apply`, then restart the test containerd only if nodecfg says it must."""
         self.write_input(yaml_text, files)
-        r = run_nodecfg("apply", "-o", "json", *self.nodecfg_args())
+        r = run_nodecfg("apply", "-o", "json", *self.nodecfg_args(), env=env)
         self.outputs += [r.stdout, r.stderr]
         assert r.returncode == 0, r.stderr
         report: dict[str, Any] = json.loads(r.stdout)
