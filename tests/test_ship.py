@@ -22,6 +22,7 @@ import yaml
 
 from nodecfg import cli
 from nodecfg.daemon.server import PATHS, parse_listen
+from nodecfg.node.apply import ETC_HOSTS
 from nodecfg.spec.loader import load_config
 from tests.conftest import REPO, tree
 
@@ -82,6 +83,7 @@ def test_manifests_use_only_what_nodecfg_has(kustomization: str) -> None:
         (os.path.dirname(parsed.containerd_config), "config.toml"),
         (parsed.hosts_dir, "hosts dir"),
         (parsed.state_dir, "state dir"),
+        (ETC_HOSTS, "hostAliases"),
     ]:
         assert any((parsed.root + host_path).startswith(w) for w in writable), f"{what} {host_path} is not writable"
     if parsed.command in ("run", "uninstall"):
@@ -148,8 +150,8 @@ def test_units_write_only_where_nodecfg_writes() -> None:
     for unit in UNITS:
         text = unit.read_text()
         (rw,) = re.findall(r"^ReadWritePaths=(.*)$", text, flags=re.M)
-        allowed = rw.split()
-        for path in (os.path.dirname(defaults.containerd_config), defaults.hosts_dir, defaults.state_dir):
+        allowed = [a.lstrip("-") for a in rw.split()]  # "-": ignored when missing
+        for path in (os.path.dirname(defaults.containerd_config), defaults.hosts_dir, defaults.state_dir, ETC_HOSTS):
             assert any(path == a or path.startswith(a + "/") for a in allowed), (unit.name, path)
         args = cli._parser().parse_args(unit_exec(unit)[1:])
         assert args.config == "/etc/nodecfg/registries.yaml"

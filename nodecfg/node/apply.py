@@ -9,6 +9,7 @@ save state -> remove the journal. A crash before the journal leaves only temp fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from nodecfg.render.files import FileKind
 from nodecfg.render.legacy import Legacy
 
 JOURNAL = "journal.json"
+
+
+ETC_HOSTS = "/etc/hosts"  # host path of the file `hostAliases` edits
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,37 @@ def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozen
     return new_state
 
 
+def _write_in_place(tmp: str, real: str) -> None:
+    """Overwrite a file that is a mount point (rename gives EBUSY), then fsync.
+
+    /etc/hosts is one when bind-mounted into a container or by systemd's ReadWritePaths. Not atomic:
+    a reader may see a short file for an instant; the content is small and written in one go.
+    """
+    with open(tmp, "rb") as f:
+        data = f.read()
+    try:
+        fd = os.open(real, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise NodeError(f"write {real} (a mount point, written in place): {e.strerror}") from None
+    os.unlink(tmp)
+
+
 def _finish(paths: NodePaths, journal: dict[str, Any]) -> None:
     for tmp, real in journal["renames"]:
         if os.path.exists(tmp):
             try:
                 os.replace(tmp, real)
             except OSError as e:
-                raise NodeError(f"write {real}: {e.strerror}") from None
+                if e.errno != errno.EBUSY:
+                    raise NodeError(f"write {real}: {e.strerror}") from None
+                _write_in_place(tmp, real)
             fsync_dir(os.path.dirname(real))
     for real in journal["deletes"]:
         with contextlib.suppress(FileNotFoundError):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nodecfg.node.apply import NodePaths, apply_plan, recover
+from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan, recover
 from nodecfg.node.containerd import detect_containerd
 from nodecfg.node.fs import read_file
 from nodecfg.node.inputs import gather_materials, read_input
@@ -61,14 +61,18 @@ def prepare(
     target = target or detect_containerd(paths.root, containerd_version)
     config_info = read_file(paths.real(paths.containerd_config))
     current_config = None if config_info.content is None else config_info.content.decode("utf-8", errors="strict")
+    # Read even without hostAliases: a block left from an earlier input is removed.
+    hosts_info = read_file(paths.real(ETC_HOSTS))
+    current_hosts = None if hosts_info.content is None else hosts_info.content.decode("utf-8", "strict")
     rendered = render(
         config,
         materials,
-        layout=Layout(hosts_dir=paths.hosts_dir, containerd_config=paths.containerd_config),
+        layout=Layout(hosts_dir=paths.hosts_dir, containerd_config=paths.containerd_config, etc_hosts=ETC_HOSTS),
         target=target,
         current_config=current_config,
         state_legacy=state.legacy,
         owned_auth_hosts=state.auth_hosts,
+        current_etc_hosts=current_hosts,
     )
     current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
     real_hosts = paths.real(paths.hosts_dir)

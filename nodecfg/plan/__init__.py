@@ -86,10 +86,18 @@ CHANGE_CLASS = {
     FileKind.CLIENT_CERT: ChangeClass.HOT,
     FileKind.CLIENT_KEY: ChangeClass.HOT,
     FileKind.CONTAINERD_CONFIG: ChangeClass.COLD,
+    FileKind.ETC_HOSTS: ChangeClass.HOT,
 }
 # Write order: what a hosts.toml points at exists before the hosts.toml that names it
 # (containerd fails a pull when a referenced CA is missing), and config.toml comes last.
-_WRITE_ORDER = {FileKind.CA: 0, FileKind.CLIENT_CERT: 0, FileKind.CLIENT_KEY: 0, FileKind.HOSTS: 1, FileKind.CONTAINERD_CONFIG: 2}
+_WRITE_ORDER = {
+    FileKind.ETC_HOSTS: 0,
+    FileKind.CA: 0,
+    FileKind.CLIENT_CERT: 0,
+    FileKind.CLIENT_KEY: 0,
+    FileKind.HOSTS: 1,
+    FileKind.CONTAINERD_CONFIG: 2,
+}
 
 
 def sha256(data: bytes) -> str:
@@ -115,7 +123,7 @@ def make_plan(
     for f in sorted(rendered.files, key=lambda f: (_WRITE_ORDER[f.kind], f.path)):
         cur = current.get(f.path, CurrentFile(None))
         mode = f.mode if f.mode is not None else (cur.mode if cur.mode is not None else 0o644)
-        if f.kind is not FileKind.CONTAINERD_CONFIG:
+        if f.kind not in (FileKind.CONTAINERD_CONFIG, FileKind.ETC_HOSTS):  # edited, not owned
             new_owned[f.path] = sha256(f.content)
         if cur.content == f.content and cur.mode == mode:
             continue

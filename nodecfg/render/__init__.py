@@ -10,6 +10,7 @@ from nodecfg.render.containerd_config import ConfigEdit, edit_containerd_config,
 from nodecfg.render.credentials import resolve_credentials
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import DesiredFile, FileKind
+from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
 from nodecfg.render.hosts import render_hosts
 from nodecfg.render.legacy import Legacy, endpoint_to_mirror
 from nodecfg.render.materials import Materials
@@ -27,6 +28,7 @@ class Layout:
 
     hosts_dir: str = "/etc/containerd/certs.d"
     containerd_config: str = "/etc/containerd/config.toml"
+    etc_hosts: str = "/etc/hosts"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def render(
     current_config: str | None,
     state_legacy: Legacy,
     owned_auth_hosts: frozenset[str],
+    current_etc_hosts: str | None = None,
 ) -> Rendered:
     """Render hosts.toml files, cert files and the edited config.toml; RenderError lists problems."""
     where = layout.containerd_config
@@ -148,6 +151,12 @@ def render(
     config_file = DesiredFile(
         layout.containerd_config, edit.text.encode(), 0o600 if edit.holds_credentials else None, FileKind.CONTAINERD_CONFIG
     )
+    try:
+        etc_hosts = edit_hosts_file(current_etc_hosts, config.hostAliases)
+    except HostsFileError as e:
+        raise RenderError([str(e)]) from None
+    if etc_hosts is not None:
+        files = [*files, DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()])
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
     return Rendered((*files, config_file), edit, target, tuple(warnings), secrets)

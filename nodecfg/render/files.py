@@ -14,6 +14,7 @@ class FileKind(str, Enum):
     CLIENT_CERT = "client-cert"
     CLIENT_KEY = "client-key"  # shown in diffs only as "changed"
     CONTAINERD_CONFIG = "config.toml"
+    ETC_HOSTS = "etc-hosts"  # nodecfg's block in the node's /etc/hosts
 
 
 @dataclass(frozen=True)

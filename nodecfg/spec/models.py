@@ -328,7 +328,7 @@ def _hostname(value: str) -> str:
 
 
 class HostAlias(_Strict):
-    """An /etc/hosts entry on the node (applied by a later release; validated now)."""
+    """An entry in a marked block of the node's /etc/hosts (hot: no restart; removed on uninstall)."""
 
     ip: Annotated[str, AfterValidator(_ip)] = Field(description="IPv4 or IPv6 address.")
     hostnames: list[Annotated[str, AfterValidator(_hostname)]] = Field(
@@ -369,7 +369,11 @@ class Config(_Strict):
     credentials: list[Credential] = Field(
         default_factory=list, description="Registry credentials, from files or the environment."
     )
-    hostAliases: list[HostAlias] = Field(default_factory=list, description="/etc/hosts entries.")
+    hostAliases: list[HostAlias] = Field(
+        default_factory=list,
+        description="Names for the node's /etc/hosts, written in a block between nodecfg's markers; "
+        "the rest of the file is kept byte for byte. containerd resolves registry names through it.",
+    )
     restart: Restart = Field(default_factory=Restart, description="containerd restart policy.")
 
     @model_validator(mode="after")

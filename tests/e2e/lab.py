@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ class Lab:
         if host == self.proxy.host:
             return "plain"
         for key in ("plain", "upstream", "tls", "auth", "mtls"):
-            if getattr(self, key).host == host:
+            reg = getattr(self, key)
+            if reg.host == host or host.endswith(f":{reg.port}"):  # also under another name (a host alias)
                 return key
         return None
 
@@ -224,6 +226,17 @@ class Node:
             image_id = c.pull(ref)
         self.check_explained(ref, image_id)
         return image_id
+
+    def eventually_pulls(self, ref: str, within: float) -> str:
+        """Pull until it works or `within` seconds pass (for changes containerd sees with a delay)."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                return self.pull(ref)
+            except CRIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def explain(self, ref: str) -> dict[str, Any]:
         """`nodecfg explain -o json` for this node (in process: it only reads files)."""
