@@ -163,6 +163,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", metavar="IMAGE", help="an image reference as a pod spec writes it, e.g. nginx or reg:5000/team/app:1")
     p = sub.add_parser(
+        "images",
+        parents=[common],
+        help="list the node's images (CRI) and write an image-sync images.json mapping each to a mirror",
+    )
+    p.add_argument(
+        "--mirror",
+        help="HOST[:PORT][/NAMESPACE] to map every image to (default: each registry's first mirror in --config)",
+    )
+    p.add_argument("--registry", action="append", default=[], help="only images from this registry (repeatable)")
+    p.add_argument("--out", help="write images.json here (default: stdout)")
+    p.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_SOCKET,
+        help="containerd's socket, as a host path (default %(default)s)",
+    )
+    p = sub.add_parser(
         "doctor",
         parents=[common],
         help="check containerd, its registry config, every hosts.toml and every registry endpoint "
@@ -485,6 +501,40 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """images.json for an image-sync tool: every image on the node -> where its mirror must hold it."""
+    from nodecfg.node.cri import CRIClient, CRIError  # noqa: PLC0415
+    from nodecfg.node.inputs import read_input  # noqa: PLC0415
+    from nodecfg.render.imagesync import MirrorError, image_mapping, tagged_or_digest  # noqa: PLC0415
+    from nodecfg.spec.loader import load_input  # noqa: PLC0415
+
+    paths = _paths(args)
+    config = None
+    if args.mirror is None:
+        config = load_input(read_input(args.config), args.config, args.input_format).config
+    try:
+        with CRIClient(paths.real(args.containerd_socket), timeout=30) as c:
+            images = c.list_images()
+    except CRIError as e:
+        print(f"error: cannot list the node's images: {e}", file=err)
+        return EXIT_ERROR
+    refs = [r for img in images for r in tagged_or_digest(list(img.repo_tags), list(img.repo_digests))]
+    try:
+        synced = image_mapping(refs, mirror=args.mirror, config=config, registries=args.registry)
+    except MirrorError as e:
+        print(f"error: --mirror: {e}", file=err)
+        return EXIT_ERROR
+    for w in synced.warnings:
+        print(f"warning: {w}", file=err)
+    text = json.dumps(synced.mapping, indent=2) + "\n"
+    if args.out:
+        atomic_write(os.path.abspath(args.out), text.encode(), 0o644)
+        print(f"{args.out}: {len(synced.mapping)} image(s) of {len(images)} on the node", file=err)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The checklist; exit 1 when any check fails."""
     from nodecfg.node.containerd import detect_containerd  # noqa: PLC0415
@@ -583,6 +633,7 @@ COMMANDS = {
     "status": cmd_status,
     "explain": cmd_explain,
     "doctor": cmd_doctor,
+    "images": cmd_images,
     "uninstall": cmd_uninstall,
 }
 

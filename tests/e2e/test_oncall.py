@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Lab, Node
@@ -93,3 +95,41 @@ def test_doctor_flags_a_file_containerd_1_6_ignores_and_a_pull_proves_it(node: N
     rc, result = doctor(node)
     assert rc == 0, failing(result)
     assert node.pull(f"{lab.plain.host}/direct/app:1") == lab.image("plain", "direct/app:1").id
+
+
+def test_images_json_fills_a_mirror_the_node_can_then_switch_to(node: Node, lab: Lab, tmp_path: Path) -> None:
+    up = lab.upstream.host
+    node.converge(f"version: 1\nregistries:\n  {up}:\n    plainHTTP: true\n")
+    want = lab.image("upstream", "team/app:2")
+    assert node.pull(f"{up}/team/app:2") == want.id
+    # The mirror namespace `filled` of the plain registry, as an overridePath mirror.
+    out = tmp_path / "images.json"
+    r = run_nodecfg(
+        "images", *node.nodecfg_args(), "--containerd-socket", node.containerd.socket,
+        "--mirror", f"{lab.plain.host}/filled", "--registry", up, "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    mapping = json.loads(out.read_text())
+    assert mapping == {f"{up}/team/app:2": f"{lab.plain.host}/filled/team/app:2"}
+    # An admin fills the mirror from images.json (skopeo here, any image-sync tool in real life).
+    for src, dest in mapping.items():
+        subprocess.run(
+            ["skopeo", "copy", "--insecure-policy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+             f"docker://{src}", f"docker://{dest}"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    lab.images[("plain", "filled/team/app:2")] = want
+    # Then the node switches to the mirror alone, and gets the same image from it.
+    node.converge(f"""
+        version: 1
+        registries:
+          {up}:
+            plainHTTP: true
+            mirrors:
+              - url: http://{lab.plain.host}/v2/filled
+                overridePath: true
+            fallback: false
+        """)
+    before = lab.upstream.requests().count("/v2/team/app/manifests/2")
+    assert node.pull(f"{up}/team/app:2") == want.id
+    assert lab.upstream.requests().count("/v2/team/app/manifests/2") == before, "the upstream was contacted"
