@@ -240,3 +240,14 @@ def test_no_secret_in_any_output(root, tmp_path):
             rc, out, err = run(cmd, *node_args(root, config), env=ENV)
             assert rc in (0, 1), err
             assert not any(s in out + err for s in SECRETS), (name, cmd)
+
+
+def test_k3s_identity_token_and_unknown_auth_fields(root, tmp_path):
+    text = 'configs:\n  "reg.example":\n    auth:\n      identity_token: tok-never-shown-123\n'
+    config = write(tmp_path, "registries.yaml", text)
+    assert run("apply", *node_args(root, config))[0] == 0
+    assert auths(root)["reg.example"] == {"identitytoken": "tok-never-shown-123"}
+    write(tmp_path, "registries.yaml", 'configs:\n  "reg.example":\n    auth:\n      token: x\n')
+    rc, out, err = run("diff", *node_args(root, config))
+    assert rc == 2 and "configs.'reg.example'.auth: unknown field(s) token" in err
+    assert "tok-never-shown" not in out + err

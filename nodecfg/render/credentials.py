@@ -177,25 +177,20 @@ def _k3s_auth(text: str, where: str, problems: list[str]) -> dict[str, Auth]:
         mark = getattr(e, "problem_mark", None)
         problems.append(f"{where}: invalid YAML" + (f" at line {mark.line + 1}" if mark is not None else ""))
         return {}
-    out: dict[str, Auth] = {}
+    entries: dict[str, dict[str, object]] = {}
     for host, auth in formats.k3s_auth_entries(data).items():
-        loc = f"{where}: configs.{host!r}.auth"
-        contacted = registry_from_docker_key(host)
-        try:
-            names.check_host_port(contacted)
-        except names.NameError_ as e:
-            problems.append(f"{loc}: registry {contacted!r}: {e}")
-            continue
         unknown = sorted(set(auth) - {"username", "password", "auth", "identity_token"})
         if unknown:
-            problems.append(f"{loc}: unknown field(s) {', '.join(unknown)} (k3s has username, password, auth, identity_token)")
+            problems.append(
+                f"{where}: configs.{host!r}.auth: unknown field(s) {', '.join(unknown)} "
+                "(k3s has username, password, auth, identity_token)"
+            )
             continue
-        # The same fields as a docker config entry, but identity_token spelled the k3s way.
-        entry = {k: v for k, v in auth.items() if k != "identity_token"}
+        # The fields of a docker config entry, with identity_token spelled the k3s way.
+        entries[host] = {k: v for k, v in auth.items() if k != "identity_token"}
         if auth.get("identity_token"):
-            entry["identitytoken"] = auth["identity_token"]
-        out.update(_docker_config_entries(json.dumps({"auths": {contacted: entry}}), loc.rsplit(".auth", 1)[0], problems))
-    return out
+            entries[host]["identitytoken"] = auth["identity_token"]
+    return _docker_config_entries(json.dumps({"auths": entries}), f"{where}: configs", problems)
 
 
 def _file_entries(
