@@ -512,8 +512,12 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = None
     if args.mirror is None:
         config = load_input(read_input(args.config), args.config, args.input_format).config
+    socket_real = paths.real(args.containerd_socket)
+    if not os.path.exists(socket_real):
+        print(f"error: containerd is not running here: no socket {socket_real} (see --containerd-socket)", file=err)
+        return EXIT_ERROR
     try:
-        with CRIClient(paths.real(args.containerd_socket), timeout=30) as c:
+        with CRIClient(socket_real, timeout=30) as c:
             images = c.list_images()
     except CRIError as e:
         print(f"error: cannot list the node's images: {e}", file=err)

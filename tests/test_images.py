@@ -6,6 +6,7 @@ import pytest
 
 from nodecfg.render.imagesync import MirrorError, destination_prefix, image_mapping, tagged_or_digest
 from nodecfg.spec.loader import load_config
+from tests.conftest import run
 
 DIGEST = "sha256:" + "cd" * 32
 CONFIG = load_config("""
@@ -72,3 +73,8 @@ def test_destination_prefix(mirror, prefix):
 def test_bad_mirror_is_refused():
     with pytest.raises(MirrorError, match="mirror 'bad host/x': must be a host name"):
         destination_prefix("bad host/x")
+
+
+def test_images_without_containerd_is_a_quick_clear_error(tmp_path):
+    rc, out, err = run("images", "--root", str(tmp_path), "--mirror", "m.example")
+    assert rc == 2 and out == "" and "no socket" in err and "--containerd-socket" in err
