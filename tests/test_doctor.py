@@ -219,3 +219,22 @@ def test_containerd_not_running_is_a_failure(tmp_path):
 def test_bad_probe_timeout_is_exit_2(tmp_path):
     rc, _, err = run("doctor", "--root", str(make_node(tmp_path)), "--probe-timeout", "0")
     assert rc == 2 and "--probe-timeout" in err
+
+
+def test_root_level_files_count_also_in_default(tmp_path):
+    # Root fields without `server` apply to the implicit upstream, whatever registry that is:
+    # a missing root CA in _default fails every pull that goes through _default.
+    content = 'ca = "missing-root-ca.pem"\nclient = "missing-pair.pem"\n[host."https://m.example"]\n'
+    node = make_node(tmp_path, dirs={"_default": {"hosts.toml": content}})
+    (node / "etc/containerd/certs.d/_default/missing-pair.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    os.chmod(node / "etc/containerd/certs.d/_default/missing-pair.pem", 0o644)
+    rc, r = doctor(node, *OFFLINE)
+    assert rc == 1
+    (c,) = by_id(r, "hosts.files")
+    assert "missing-root-ca.pem: no such file" in c["detail"]
+    assert "missing-pair.pem: holds no PEM certificate" in c["detail"]
+    assert by_id(r, "perm.key"), "the root client pair is a key file too"
+    explained = json.loads(
+        run("explain", "ghcr.io/a/b:1", "--root", str(node), "--containerd-version", "1.6.20", "-o", "json")[1]
+    )
+    assert "every pull from ghcr.io fails first" in explained["outcome"]

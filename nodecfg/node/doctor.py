@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import find_binary
 from nodecfg.node.fs import read_file
-from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks
+from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
 from nodecfg.render.explain import NodeView
 from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
 from nodecfg.spec import names
@@ -115,9 +115,7 @@ def permission_checks(paths: NodePaths, view: NodeView) -> list[Check]:
                         f"chmod o-w {d}",
                     )
                 )
-    keys = sorted({k for entries in endpoints_by_dir(view).values() for e in entries for _c, k in e.client if k})
-    keys += sorted({c for entries in endpoints_by_dir(view).values() for e in entries for c, k in e.client if not k})
-    for key in keys:
+    for key in private_keys(view):
         m = _mode(paths.real(key))
         if m is not None and m & 0o004:
             out.append(

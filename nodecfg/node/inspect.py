@@ -9,8 +9,7 @@ from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.render.explain import HostsDir, NodeView, read_registry_settings
 from nodecfg.render.hosts import is_owned_hosts_toml
-from nodecfg.render.hostsfile import parse_hosts_file
-from nodecfg.spec import names
+from nodecfg.render.hostsfile import entries_reading_files
 from nodecfg.spec.models import PEM_CERT_MARK
 from nodecfg.spec.versions import ContainerdTarget
 
@@ -66,8 +65,7 @@ def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
             dirs[d] = HostsDir(d, text, err, certs, text is not None and is_owned_hosts_toml(text.encode()))
             if text is None:
                 continue
-            parsed = parse_hosts_file(text, namespace=names.WILDCARD, directory=d, target=target.version)
-            for entry in parsed.entries:
+            for entry in entries_reading_files(text, directory=d, target=target.version):
                 for ca in entry.ca:
                     problem = _file_problem(paths, ca, want_cert=True)
                     if problem:

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from nodecfg.render.explain import NodeView, candidate_dirs
-from nodecfg.render.hostsfile import HostEntry, parse_hosts_file
+from nodecfg.render.hostsfile import HTTPS_FIRST, HostEntry, entries_reading_files, parse_hosts_file
 from nodecfg.spec import names, versions
 
 
@@ -128,6 +128,17 @@ def endpoints_by_dir(view: NodeView) -> dict[str, tuple[HostEntry, ...]]:
     return out
 
 
+def private_keys(view: NodeView) -> list[str]:
+    """Every key file a used hosts.toml names (a client pair's key, or a combined cert+key file)."""
+    keys: set[str] = set()
+    for path, d in view.dirs.items():
+        if d.hosts_toml is None or _namespace_of(posixpath.basename(path)) is None:
+            continue
+        for e in entries_reading_files(d.hosts_toml, directory=path, target=view.target.version):
+            keys.update(k or c for c, k in e.client)
+    return sorted(keys)
+
+
 def hosts_checks(view: NodeView) -> list[Check]:
     """Each directory under each config_path root: is it looked up, is its hosts.toml accepted."""
     target = view.target.version
@@ -210,7 +221,8 @@ def hosts_checks(view: NodeView) -> list[Check]:
                 )
             )
             continue
-        problems = [f"{p}: {view.missing[p]}" for e in parsed.entries for p in e.files() if p in view.missing]
+        reading = entries_reading_files(d.hosts_toml, directory=path, target=target)
+        problems = [f"{p}: {view.missing[p]}" for e in reading for p in e.files() if p in view.missing]
         if problems:
             out.append(
                 Check(
@@ -223,7 +235,7 @@ def hosts_checks(view: NodeView) -> list[Check]:
             )
         tls_on_http = [e for e in parsed.entries if e.scheme == "http" and e.has_tls_options()]
         if tls_on_http:
-            newer = target >= versions.ContainerdVersion(1, 6, 25)
+            newer = target >= HTTPS_FIRST
             out.append(
                 Check(
                     "hosts.http_tls",

@@ -23,7 +23,6 @@ from nodecfg.spec.versions import ContainerdVersion
 
 OWNER_MARK = "# Managed by nodecfg"
 HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
-KNOWN_CAPABILITIES = ("pull", "resolve", "push")
 # The files nodecfg writes in a registry's directory (mirrors prefix them with `mirror<N>-`).
 # Names ending in .pem/.cert/.key keep Docker's cert-dir loader (used when hosts.toml fails to
 # parse, reference 1.6) from treating them as `*.crt` CAs.

@@ -23,6 +23,8 @@ ROOT_ONLY_PARSES = ContainerdVersion(1, 7, 32)  # first 1.x that accepts a file 
 HTTPS_FIRST = ContainerdVersion(1, 6, 25)  # http:// + TLS options -> HTTPS tried first (containerd#11647)
 LOOPBACK_HTTP = ContainerdVersion(1, 6, 9)  # localhost namespaces default to plain HTTP
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# Stands for "whichever registry is pulled": the implicit upstream of a `_default` file.
+_ANY_REGISTRY = "any-registry.invalid"
 
 
 @dataclass(frozen=True)
@@ -222,3 +224,13 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
                     "and a failure may be reported as a TLS error (containerd#11647)"
                 )
     return HostsFile(tuple(entries), tuple(problems), tuple(notes))
+
+
+def entries_reading_files(text: str, *, directory: str, target: ContainerdVersion) -> tuple[HostEntry, ...]:
+    """Every endpoint of the file with the CA and client files containerd reads on each pull.
+
+    Root fields apply to the implicit upstream even in `_default`, where that upstream is
+    whichever registry is pulled; they are included here (a missing one fails those pulls).
+    """
+    ns = _ANY_REGISTRY if posixpath.basename(directory) == names.DEFAULT_DIR else posixpath.basename(directory)
+    return parse_hosts_file(text, namespace=ns, directory=directory, target=target).entries
