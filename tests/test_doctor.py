@@ -178,7 +178,7 @@ def registry_api() -> Iterator[str]:
         server.server_close()
 
 
-def test_network_probes_are_real_and_bounded(tmp_path, registry_api):
+def test_network_probes_reach_real_servers(tmp_path, registry_api):
     # A name pinned in the node's /etc/hosts resolves the way containerd would resolve it.
     port = registry_api.split(":")[1]
     content = f'[host."http://mirror.node-only.test:{port}"]\n[host."http://{registry_api}/wrong/path"]\n  override_path = true\n'  # fmt: skip
@@ -238,3 +238,13 @@ def test_root_level_files_count_also_in_default(tmp_path):
         run("explain", "ghcr.io/a/b:1", "--root", str(node), "--containerd-version", "1.6.20", "-o", "json")[1]
     )
     assert "every pull from ghcr.io fails first" in explained["outcome"]
+
+
+def test_a_host_port_directory_without_hosts_toml_is_probed_as_its_registry(tmp_path, registry_api):
+    port = registry_api.split(":")[1]
+    node = make_node(tmp_path, dirs={f"reg.node-only.test_{port}_": {"ca.crt": "x\n"}})
+    (node / "etc/hosts").write_text("127.0.0.1 reg.node-only.test\n")
+    _, r = doctor(node, "--no-cri", "--probe-timeout", "1")
+    # No hosts.toml: containerd uses https://<namespace>, and the test server speaks plain HTTP.
+    (c,) = [c for c in r["checks"] if c["id"].startswith("net.") and f"reg.node-only.test:{port}" in c["title"]]
+    assert c["title"].startswith(f"https://reg.node-only.test:{port}/v2") and c["status"] == "fail", c

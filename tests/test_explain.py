@@ -302,3 +302,12 @@ def test_no_config_toml_at_all(tmp_path):
     r = explain(make_node(tmp_path, None), "nginx")
     assert urls(r) == ["https://registry-1.docker.io/v2"]
     assert "does not exist" in r["config"]
+
+
+def test_legacy_configs_tls_is_used_only_without_config_path(tmp_path):
+    tls = '[plugins."io.containerd.grpc.v1.cri".registry.configs."reg.example".tls]\n  insecure_skip_verify = true\n'
+    legacy = explain(make_node(tmp_path / "a", "version = 2\n" + tls), "reg.example/app:1")
+    assert any("legacy, used because config_path is unset" in t for t in legacy["endpoints"][0]["tls"])
+    ignored = explain(make_node(tmp_path / "b", V2 + tls), "reg.example/app:1")
+    assert any("is not used next to config_path" in t for t in ignored["endpoints"][0]["tls"])
+    assert any("refuses to load the CRI plugin" in w for w in ignored["warnings"])

@@ -245,12 +245,8 @@ def network_checks(paths: NodePaths, view: NodeView, timeout: float = PROBE_TIME
             key = (e.scheme, e.host, e.path, e.ca, e.client, e.skip_verify)
             probes.setdefault(key, Probe(e, d, e.implicit and i > 0))
     for d in view.dirs:
-        ns = os.path.basename(d)
-        if d not in by_dir and ns != names.DEFAULT_DIR:
-            try:
-                names.check_host_port(ns)
-            except names.NameError_:
-                continue
+        ns = names.namespace_of_dir(os.path.basename(d))
+        if d not in by_dir and ns not in (None, names.WILDCARD):
             e = default_upstream_entry(ns, view.target.version)
             probes.setdefault((e.scheme, e.host, e.path, (), (), False), Probe(e, d, False))
     if not probes:

@@ -14,7 +14,7 @@ from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
 from nodecfg.render.containerd_config import remove_nodecfg_edits
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
-from nodecfg.render.hostaliases import HostsFileError, has_block, strip_block
+from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
 from nodecfg.render.hosts import kind_of_file_name
 
 
@@ -60,12 +60,12 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
                 notes.append(f"{path} was changed after nodecfg wrote it; removed anyway (nodecfg owns it)")
             ops.append(Operation(Action.DELETE, path, ChangeClass.HOT, kind))
     hosts_file = read_file(paths.real(ETC_HOSTS))
-    if has_block(hosts_file.content.decode("utf-8", "replace") if hosts_file.content else None):
-        assert hosts_file.content is not None
-        try:
-            stripped = strip_block(hosts_file.content.decode("utf-8"))
-        except (HostsFileError, UnicodeDecodeError) as e:
-            raise NodeError(f"{ETC_HOSTS}: {e}") from None
+    try:
+        # No aliases: the same edit apply makes when the list is emptied (None: no block to remove).
+        stripped = edit_hosts_file(hosts_file.content.decode("utf-8"), []) if hosts_file.content else None
+    except (HostsFileError, UnicodeDecodeError) as e:
+        raise NodeError(f"{ETC_HOSTS}: {e}") from None
+    if stripped is not None:
         mode = hosts_file.mode if hosts_file.mode is not None else 0o644
         ops.append(Operation(Action.WRITE, ETC_HOSTS, ChangeClass.HOT, FileKind.ETC_HOSTS, stripped.encode(), mode))
     edited = config in state.owned or config in state.originals or state.auth_hosts or bool(state.legacy)

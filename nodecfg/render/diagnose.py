@@ -100,26 +100,11 @@ def config_checks(view: NodeView, hosts_dir: str) -> list[Check]:
     return out
 
 
-def _namespace_of(name: str) -> str | None:
-    """The namespace a directory name serves, or None when containerd never looks it up."""
-    if name == names.DEFAULT_DIR:
-        return names.WILDCARD
-    if name.endswith("_") and "_" in name[:-1]:
-        head, _, port = name[:-1].rpartition("_")
-        if port.isdigit():
-            return f"{head}:{port}"
-    try:
-        names.check_host_port(name)
-    except names.NameError_:
-        return None
-    return name
-
-
 def endpoints_by_dir(view: NodeView) -> dict[str, tuple[HostEntry, ...]]:
     """Every endpoint of every accepted hosts.toml, by directory (for the network probes)."""
     out: dict[str, tuple[HostEntry, ...]] = {}
     for path, d in sorted(view.dirs.items()):
-        ns = _namespace_of(posixpath.basename(path))
+        ns = names.namespace_of_dir(posixpath.basename(path))
         if ns is None or d.hosts_toml is None or not d.hosts_toml.strip():
             continue
         parsed = parse_hosts_file(d.hosts_toml, namespace=ns, directory=path, target=view.target.version)
@@ -132,7 +117,7 @@ def private_keys(view: NodeView) -> list[str]:
     """Every key file a used hosts.toml names (a client pair's key, or a combined cert+key file)."""
     keys: set[str] = set()
     for path, d in view.dirs.items():
-        if d.hosts_toml is None or _namespace_of(posixpath.basename(path)) is None:
+        if d.hosts_toml is None or names.namespace_of_dir(posixpath.basename(path)) is None:
             continue
         for e in entries_reading_files(d.hosts_toml, directory=path, target=view.target.version):
             keys.update(k or c for c, k in e.client)
@@ -148,7 +133,7 @@ def hosts_checks(view: NodeView) -> list[Check]:
     for path, d in sorted(view.dirs.items()):
         name = posixpath.basename(path)
         file = posixpath.join(path, "hosts.toml")
-        ns = _namespace_of(name)
+        ns = names.namespace_of_dir(name)
         if ns is None:
             out.append(
                 Check(

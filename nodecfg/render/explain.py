@@ -252,7 +252,7 @@ def _is_proxy(host: str, namespace: str) -> bool:
     return host != namespace and not (namespace == names.DOCKER_HUB and host == names.DOCKER_HUB_API_HOST)
 
 
-def _tls_lines(e: HostEntry, missing: Mapping[str, str], legacy_tls: bool) -> tuple[str, ...]:
+def _tls_lines(e: HostEntry, missing: Mapping[str, str], legacy_tls: str | None) -> tuple[str, ...]:
     if e.scheme == "http":
         out = ["plain HTTP (no TLS)"]
         if e.has_tls_options():
@@ -265,8 +265,17 @@ def _tls_lines(e: HostEntry, missing: Mapping[str, str], legacy_tls: bool) -> tu
         pair = f"{cert} + {key}" if key else f"{cert} (cert and key)"
         out.append(f"client certificate {pair}" + (f" (MISSING: {'; '.join(problems)})" if problems else ""))
     if legacy_tls:
-        out.append("config.toml configs.*.tls for this host is not used with config_path")
+        out.append(legacy_tls)
     return tuple(out)
+
+
+def _legacy_tls_note(host: str, settings: RegistrySettings) -> str | None:
+    """What config.toml's legacy `configs."<host>".tls` does for this endpoint, if there is one."""
+    if host not in settings.tls_hosts:
+        return None
+    if settings.roots:
+        return f'config.toml configs."{host}".tls is not used next to config_path (1.x refuses to load CRI with both)'
+    return f'+ config.toml configs."{host}".tls (legacy, used because config_path is unset)'
 
 
 def _credentials(host: str, namespace: str, settings: RegistrySettings) -> str:
@@ -303,7 +312,7 @@ def _endpoints(entries: tuple[HostEntry, ...], ref: ImageRef, view: NodeView, ro
                 capabilities=e.capabilities,
                 resolves=resolves,
                 fetches=fetches,
-                tls=_tls_lines(e, view.missing, e.host in view.registry.tls_hosts),
+                tls=_tls_lines(e, view.missing, _legacy_tls_note(e.host, view.registry)),
                 headers=tuple(sorted({*e.header_names, *view.registry.header_names})),
                 credentials=_credentials(e.host, ref.registry, view.registry),
                 on_failure=failure,

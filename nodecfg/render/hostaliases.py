@@ -64,8 +64,3 @@ def edit_hosts_file(current: str | None, aliases: Sequence[HostAlias]) -> str | 
     if text and not text.endswith("\n"):
         text += "\n"
     return text + block(aliases)
-
-
-def has_block(text: str | None) -> bool:
-    """True when nodecfg's block is in `text`."""
-    return bool(text) and BEGIN in (text or "")

@@ -232,5 +232,6 @@ def entries_reading_files(text: str, *, directory: str, target: ContainerdVersio
     Root fields apply to the implicit upstream even in `_default`, where that upstream is
     whichever registry is pulled; they are included here (a missing one fails those pulls).
     """
-    ns = _ANY_REGISTRY if posixpath.basename(directory) == names.DEFAULT_DIR else posixpath.basename(directory)
+    ns = names.namespace_of_dir(posixpath.basename(directory))
+    ns = _ANY_REGISTRY if ns in (None, names.WILDCARD) else ns
     return parse_hosts_file(text, namespace=ns, directory=directory, target=target).entries

@@ -107,6 +107,24 @@ def host_port_dir_name(key: str) -> str | None:
     return f"{head}_{port}_"
 
 
+def namespace_of_dir(name: str) -> str | None:
+    """The namespace a hosts directory serves: `*` for `_default`, `h:5000` for `h_5000_`.
+
+    The inverse of hosts_dir_name and host_port_dir_name; None for a name containerd never looks up.
+    """
+    if name == DEFAULT_DIR:
+        return WILDCARD
+    if name.endswith("_") and "_" in name[:-1]:
+        head, _, port = name[:-1].rpartition("_")
+        if port.isdigit():
+            return f"{head}:{port}"
+    try:
+        check_host_port(name)
+    except NameError_:
+        return None
+    return name
+
+
 def auth_host(registry: str) -> str:
     """The host containerd contacts, which keys `configs."<host>".auth` in config.toml."""
     return DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
