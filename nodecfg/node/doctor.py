@@ -193,7 +193,9 @@ def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) ->
             for ca in e.ca:
                 ctx.load_verify_locations(cafile=paths.real(ca))
             for cert, key in e.client[:1]:
-                ctx.load_cert_chain(paths.real(cert), paths.real(key) if key else None)
+                # No passphrase (containerd has none to give): an encrypted key fails here
+                # instead of OpenSSL prompting on the terminal.
+                ctx.load_cert_chain(paths.real(cert), paths.real(key) if key else None, password=lambda: "")
             if e.skip_verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
