@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the input's format: nodecfg's registries.yaml, a k3s/RKE2 registries.yaml, a .dockerconfigjson, "
         "an image-sync auth.json, or image-replacement rules (env NODECFG_FORMAT; default: detected)",
     )
+    g.add_argument(
+        "--containerd-socket",
+        default=_env("NODECFG_CONTAINERD_SOCKET", DEFAULT_SOCKET),
+        help="containerd's socket, as a host path: its release (CRI Version), health and images "
+        "(env NODECFG_CONTAINERD_SOCKET; default %(default)s)",
+    )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
     restart_opts = argparse.ArgumentParser(add_help=False)
     g = restart_opts.add_argument_group("restarting containerd")
@@ -103,11 +109,6 @@ def _parser() -> argparse.ArgumentParser:
         help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
     )
     g.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
-    g.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_SOCKET,
-        help="containerd's socket for CRI health checks, as a host path (default %(default)s)",
-    )
     parser = argparse.ArgumentParser(
         prog="nodecfg",
         description="Render, diff and apply containerd registry configuration (hosts.toml, config.toml) from one registries.yaml.",
@@ -173,21 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--registry", action="append", default=[], help="only images from this registry (repeatable)")
     p.add_argument("--out", help="write images.json here (default: stdout)")
-    p.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_SOCKET,
-        help="containerd's socket, as a host path (default %(default)s)",
-    )
     p = sub.add_parser(
         "doctor",
         parents=[common],
         help="check containerd, its registry config, every hosts.toml and every registry endpoint "
         "(exit 0 no failures, 1 failures, 2 could not check)",
-    )
-    p.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_SOCKET,
-        help="containerd's socket for the CRI health check, as a host path (default %(default)s)",
     )
     p.add_argument("--no-cri", action="store_true", help="do not ask containerd's CRI plugin for its health")
     p.add_argument("--no-network", action="store_true", help="do not resolve or connect to registries")
@@ -214,7 +205,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace) -> NodePaths:
-    return NodePaths(root=args.root, containerd_config=args.containerd_config, hosts_dir=args.hosts_dir, state_dir=args.state_dir)
+    return NodePaths(
+        root=args.root,
+        containerd_config=args.containerd_config,
+        hosts_dir=args.hosts_dir,
+        state_dir=args.state_dir,
+        containerd_socket=args.containerd_socket,
+    )
 
 
 def _configure_logging(stream: TextIO) -> None:
@@ -431,7 +428,6 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         paths=paths,
         config_path=args.config,
         containerd_version=args.containerd_version,
-        socket=args.containerd_socket,
         restarter=restarter,
         node_name=args.node_name,
         resync_s=resync,
@@ -479,7 +475,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Replay containerd's choice of hosts directory and endpoints for one image on this node."""
-    from nodecfg.node.containerd import detect_containerd  # noqa: PLC0415
+    from nodecfg.node.containerd import detect_target  # noqa: PLC0415
     from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
     from nodecfg.render.explain import explain  # noqa: PLC0415
     from nodecfg.spec.imageref import ReferenceError_, parse_reference  # noqa: PLC0415
@@ -490,7 +486,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: {e}", file=err)
         return EXIT_ERROR
     paths = _paths(args)
-    view = read_node_view(paths, detect_containerd(paths.root, args.containerd_version))
+    view = read_node_view(paths, detect_target(paths, args.containerd_version))
     result = explain(args.image, ref, view)
     if args.output == "json":
         json.dump(result.to_json(), out, indent=2)
@@ -541,7 +537,7 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The checklist; exit 1 when any check fails."""
-    from nodecfg.node.containerd import detect_containerd  # noqa: PLC0415
+    from nodecfg.node.containerd import detect_target  # noqa: PLC0415
     from nodecfg.node.doctor import doctor  # noqa: PLC0415
     from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
     from nodecfg.render.diagnose import Status  # noqa: PLC0415
@@ -550,7 +546,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: --probe-timeout must be between 0 and 60 seconds, not {args.probe_timeout}", file=err)
         return EXIT_ERROR
     paths = _paths(args)
-    view = read_node_view(paths, detect_containerd(paths.root, args.containerd_version))
+    view = read_node_view(paths, detect_target(paths, args.containerd_version))
     socket_real = None if args.no_cri else paths.real(args.containerd_socket)
     checks = doctor(paths, view, socket_real=socket_real, network=not args.no_network, timeout=args.probe_timeout)
     counts = {s: sum(c.status is s for c in checks) for s in Status}

@@ -135,6 +135,10 @@ def test_colon_separated_config_path_is_kept_when_it_holds_the_hosts_dir():
     e = edit(src, auths={})
     assert e.text == src
     assert any("is a list; kept" in w for w in e.warnings)
+    # 2.1+ reads the list as one directory (transfer-service pulls): only the hosts dir stays.
+    e21 = edit(src, target=ContainerdVersion(2, 1, 0), auths={})
+    assert registry(e21.text, "plugins", "io.containerd.grpc.v1.cri", "registry")["config_path"] == HOSTS
+    assert any("replaced by" in w and "one directory" in w for w in e21.warnings)
 
 
 def test_colon_separated_config_path_without_the_hosts_dir():

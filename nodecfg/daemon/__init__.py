@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +27,21 @@ from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import Probe, Server
 from nodecfg.daemon.watch import Watcher
 from nodecfg.node.apply import NodePaths
-from nodecfg.node.containerd import check_with_containerd, detect_containerd, find_binary, serving_pid, started_at
+from nodecfg.node.containerd import (
+    DumpCheck,
+    check_with_containerd,
+    detect_target,
+    find_binary,
+    serving_pid,
+    started_at,
+    started_before_config,
+)
 from nodecfg.node.cri import CRIClient, Health, wait_healthy
 from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import StateLock
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
-from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError
+from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError, RestartInterrupted
 from nodecfg.node.state import STATUS_FILE
 from nodecfg.plan import redact
 from nodecfg.render.errors import RenderError
@@ -50,6 +59,10 @@ SETTLE_S = 1.0  # a cold change waits this long for the rest of its burst before
 MAX_SETTLE_S = 30.0  # ... but a steady stream of changes cannot postpone it longer than this
 
 
+class Stopping(Exception):
+    """SIGTERM/SIGINT arrived while a restart or its health wait was under way."""
+
+
 @dataclass(frozen=True)
 class Options:
     """How the daemon runs (from the command line)."""
@@ -57,7 +70,6 @@ class Options:
     paths: NodePaths
     config_path: str
     containerd_version: str | None
-    socket: str  # containerd's socket, host path
     restarter: Restarter
     node_name: str
     resync_s: float = 300.0
@@ -141,6 +153,9 @@ class Daemon:
         self.health_timeout_s = 60.0
         self.last_error_logged: str | None = None
         self.target: ContainerdTarget | None = None
+        self.stop_requested = threading.Event()
+        self.auth_hosts: frozenset[str] = frozenset()
+        self._dump_cache: tuple[tuple[int, int, int, frozenset[str], str], DumpCheck] | None = None
 
     # ---------------------------------------------------------------- files in the state dir
 
@@ -174,10 +189,10 @@ class Daemon:
     # ---------------------------------------------------------------- containerd
 
     def _cri_socket(self) -> str:
-        return self.paths.real(self.o.socket)
+        return self.paths.real(self.paths.containerd_socket)
 
     def health(self) -> Health:
-        """Containerd's CRI health as kubelet would see it, plus the config_path it loaded."""
+        """Containerd's CRI health as kubelet would see it, plus the config_path it loaded (1.x)."""
         with CRIClient(self._cri_socket(), timeout=5) as c:
             return c.health(timeout=5)
 
@@ -192,11 +207,54 @@ class Daemon:
         now = self._running_containerd()
         return pending.containerd is not None and now is not None and now != pending.containerd
 
-    def _healthy_with_our_config(self, h: Health) -> bool:
-        return h.ready and self.paths.hosts_dir in (h.config_path or "").split(":")
+    def _ready_enough(self, h: Health) -> bool:
+        """What a restart waits for: CRI ready and, where the release reports it (1.x), our config_path."""
+        return h.ready and (h.config_path is None or self.paths.hosts_dir in h.config_path.split(":"))
 
     def _wait_healthy(self, timeout: float) -> Health:
-        return wait_healthy(self._cri_socket(), timeout, self._healthy_with_our_config)
+        h = wait_healthy(self._cri_socket(), timeout, self._ready_enough, stop=self.stop_requested.is_set)
+        if self.stop_requested.is_set() and not self._ready_enough(h):
+            raise Stopping
+        return h
+
+    def _dump_check(self) -> DumpCheck:
+        """`containerd config dump` of the config.toml on disk with the node's binary.
+
+        Checked in the table that binary reads; cached while the file, the binary and the auth
+        hosts stay the same.
+        """
+        real = self.paths.real(self.paths.containerd_config)
+        auth = self.auth_hosts
+        try:
+            st = os.stat(real)
+        except OSError as e:
+            return DumpCheck(True, (f"{self.paths.containerd_config}: {e.strerror}",))
+        binary = find_binary(self.paths.root)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, auth, binary or "")
+        if self._dump_cache is not None and self._dump_cache[0] == key:
+            return self._dump_cache[1]
+        check = check_with_containerd(binary, real, self.paths.hosts_dir, auth)
+        self._dump_cache = (key, check)
+        return check
+
+    def _not_loaded(self, h: Health, *, restarted: bool) -> str | None:
+        """Why containerd does not run with what nodecfg wrote (None: it does).
+
+        Holds on every release: CRI ready; the config_path that 1.x reports over CRI; `config dump`
+        of the file on disk showing our config_path and credential hosts in the table this release
+        reads (2.x reports no registry config over CRI); and, unless the caller just restarted it,
+        a containerd that started after config.toml was last written.
+        """
+        if not h.ready:
+            return h.describe()
+        if h.config_path is not None and self.paths.hosts_dir not in h.config_path.split(":"):
+            return f"containerd runs with config_path {h.config_path!r}, not {self.paths.hosts_dir!r}"
+        check = self._dump_check()
+        if check.problems:
+            return "; ".join(check.problems)
+        if not restarted and h.config_path is None and started_before_config(self.paths):
+            return "containerd started before config.toml was last written: it has not loaded it yet"
+        return None
 
     # ---------------------------------------------------------------- reconcile
 
@@ -237,7 +295,7 @@ class Daemon:
             if recovered:
                 event["recovered"] = recovered
             if self.target is None or reason in ("start", "resync", "sighup"):
-                self.target = detect_containerd(self.paths.root, self.o.containerd_version)
+                self.target = detect_target(self.paths, self.o.containerd_version)
             prepared = prepare(
                 self.paths,
                 self.o.config_path,
@@ -253,6 +311,7 @@ class Daemon:
         except (NodeError, OSError, UnicodeDecodeError) as e:
             return self._failed(started, event, "error", str(e))
         self._read_restart_settings(prepared)
+        self.auth_hosts = prepared.rendered.config.auth_hosts
         self._rewatch(prepared)
         digest = input_hash(prepared)
         event["input"] = digest
@@ -373,12 +432,7 @@ class Daemon:
                 reason=reason if h.ready else f"{reason}; containerd {h.describe()}",
                 last={**event, "time": time.time()},
             )
-        elif not self._healthy_with_our_config(h):
-            why = (
-                h.describe()
-                if not h.ready
-                else f"containerd runs with config_path {h.config_path!r}, not {self.paths.hosts_dir!r}"
-            )
+        elif (why := self._not_loaded(h, restarted=False)) is not None:
             self._set(ready=False, reason=why, last={**event, "time": time.time()})
         else:
             self._set(ready=True, reason="input applied; containerd healthy", last={**event, "time": time.time()})
@@ -386,34 +440,46 @@ class Daemon:
     # ---------------------------------------------------------------- restart and rollback
 
     def restart_now(self) -> None:
-        """Carry out the pending restart; roll back if CRI is not healthy in time."""
+        """Carry out the pending restart; roll back if containerd does not run healthy with it.
+
+        SIGTERM during the restart or the wait: stop waiting and leave the pending restart on disk;
+        the next start finds containerd restarted (or not) and finishes the check or the restart.
+        """
         assert self.pending is not None
         pending = self.pending
         started = time.monotonic()
         self.busy_until = started + 2 * (self.health_timeout_s + RESTART_TIMEOUT_S)
-        if self._restarted_since(pending):
-            h = self._wait_healthy(self.health_timeout_s)
-            log.info("restart", skipped="containerd already restarted after config.toml was written", healthy=h.ready)
-            if self._healthy_with_our_config(h):
-                self._clear_pending()
-                self._after_restart(h, pending, started, restarted=False)
-            else:
-                self._rollback(pending, h, started)
-            return
         try:
-            self.o.restarter.restart(RESTART_TIMEOUT_S)
-            failpoint("after-restart")
-            h = self._wait_healthy(self.health_timeout_s)
-        except RestartError as e:
-            log.error("restart", error=str(e))
-            h = Health(False, (str(e),))
-        with self.metrics.lock:
-            self.metrics.restarts += 1
-        if self._healthy_with_our_config(h):
-            self._clear_pending()
-            self._after_restart(h, pending, started, restarted=True)
+            if self._restarted_since(pending):
+                h = self._wait_healthy(self.health_timeout_s)
+                log.info("restart", skipped="containerd already restarted after config.toml was written", healthy=h.ready)
+                restarted = False
+            else:
+                try:
+                    self.o.restarter.restart(RESTART_TIMEOUT_S, self.stop_requested.is_set)
+                    failpoint("after-restart")
+                    h = self._wait_healthy(self.health_timeout_s)
+                except RestartInterrupted:
+                    raise Stopping from None
+                except RestartError as e:
+                    log.error("restart", error=str(e))
+                    h = Health(False, (str(e),))
+                with self.metrics.lock:
+                    self.metrics.restarts += 1
+                restarted = True
+        except Stopping:
+            log.warning(
+                "restart",
+                detail="stopping before containerd was seen healthy: the next start checks it",
+                input=pending.input_hash,
+            )
             return
-        self._rollback(pending, h, started)
+        why = self._not_loaded(h, restarted=True)
+        if why is None:
+            self._clear_pending()
+            self._after_restart(h, pending, started, restarted=restarted)
+            return
+        self._rollback(pending, Health(False, (why,)) if h.ready else h, started)
 
     def _rollback(self, pending: Pending, h: Health, started: float) -> None:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -431,9 +497,14 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(real)
         failpoint("after-good-restored")
+        interrupted = False
         try:
-            self.o.restarter.restart(RESTART_TIMEOUT_S)
+            self.o.restarter.restart(RESTART_TIMEOUT_S, self.stop_requested.is_set)
             after = self._wait_healthy(self.health_timeout_s)
+        except (RestartInterrupted, Stopping):
+            # The good file is back and its restart was asked for: nothing is left to roll back.
+            interrupted = True
+            after = Health(False, ("stopped before containerd was seen healthy after the rollback",))
         except RestartError as e:
             after = Health(False, (str(e),))
         with self.metrics.lock:
@@ -446,6 +517,7 @@ class Daemon:
             unhealthy=h.describe(),
             input=pending.input_hash,
             healthy_after_rollback=after.ready,
+            interrupted=interrupted,
             duration_s=round(time.monotonic() - started, 3),
         )
         self._set(
@@ -463,10 +535,9 @@ class Daemon:
     def _after_restart(self, h: Health, pending: Pending, started: float, *, restarted: bool) -> None:
         duration = round(time.monotonic() - started, 3)
         log.info("restart", restarted=restarted, healthy=h.ready, input=pending.input_hash, duration_s=duration)
-        ok = self._healthy_with_our_config(h)
         self._set(
-            ready=ok,
-            reason="input applied; containerd healthy" if ok else h.describe(),
+            ready=True,
+            reason="input applied; containerd healthy",
             last={**self.snapshot.last, "restart": "done" if restarted else "not-needed", "time": time.time()},
         )
 
@@ -495,7 +566,11 @@ class Daemon:
         return Probe(s.ready, s.reason)
 
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.events.put(("hup", None) if signum == signal.SIGHUP else ("stop", signal.Signals(signum).name))
+        if signum == signal.SIGHUP:
+            self.events.put(("hup", None))
+            return
+        self.stop_requested.set()  # seen by a restart or health wait in progress
+        self.events.put(("stop", signal.Signals(signum).name))
 
     def run(self) -> int:
         """Lock, recover, reconcile, then follow the input until SIGTERM/SIGINT."""
@@ -543,6 +618,9 @@ class Daemon:
         next_resync = time.monotonic() + self.o.resync_s
         while True:
             self.alive_at = now = time.monotonic()
+            if self.stop_requested.is_set():  # also when a restart step saw it before the queue did
+                log.info("stopping", restart_pending=self.pending is not None)
+                return
             if self.pending is not None and self.pending.due and now >= self.pending.due:
                 self._guarded(self.restart_now)
                 continue

@@ -35,6 +35,7 @@ class NodePaths:
     containerd_config: str = "/etc/containerd/config.toml"
     hosts_dir: str = "/etc/containerd/certs.d"
     state_dir: str = "/var/lib/nodecfg"
+    containerd_socket: str = "/run/containerd/containerd.sock"
 
     def real(self, host: str) -> str:
         """The path this process opens for host path `host`."""
@@ -59,7 +60,9 @@ def _keep_original(paths: NodePaths, state: State, host: str) -> State:
     return state.with_changes(originals={**state.originals, host: Original(name, info.mode)})
 
 
-def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy: Legacy) -> State:
+def apply_plan(
+    plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozenset[str], legacy: Legacy, containerd: str = ""
+) -> State:
     """Carry out `plan`; return the state saved afterwards."""
     real_state = paths.real(paths.state_dir)
     os.makedirs(real_state, mode=0o700, exist_ok=True)
@@ -95,6 +98,7 @@ def apply_plan(plan: Plan, paths: NodePaths, state: State, *, auth_hosts: frozen
         dirs=tuple(sorted(dirs)),
         auth_hosts=auth_hosts,
         legacy=legacy,
+        containerd=containerd or state.containerd,
     )
     journal = {"renames": renames, "deletes": deletes, "dirs": sorted(dirs), "state": new_state.to_json()}
     atomic_write(os.path.join(real_state, JOURNAL), json.dumps(journal).encode(), 0o600)

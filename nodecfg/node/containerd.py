@@ -13,11 +13,14 @@ from typing import Any
 
 import psutil
 
+from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import host_path
+from nodecfg.node.state import State, load_state
 from nodecfg.spec.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
 
 BINARY_CANDIDATES = ("/usr/bin/containerd", "/usr/local/bin/containerd", "/bin/containerd")
 PACKAGE_NAMES = ("containerd", "containerd.io")
+CRI_VERSION_TIMEOUT_S = 2.0
 
 
 def _from_binary(root: str) -> ContainerdVersion | None:
@@ -53,17 +56,71 @@ def _from_dpkg(root: str) -> ContainerdVersion | None:
     return None
 
 
-def detect_containerd(root: str, flag: str | None) -> ContainerdTarget:
-    """--containerd-version, else the binary under root, else the package database, else assumed."""
+def _from_cri(socket_real: str | None) -> ContainerdVersion | None:
+    """The release of the containerd serving `socket_real`, from its CRI Version call.
+
+    That is the process that reads hosts.toml and config.toml, so it is the truth when it answers.
+    A socket that is absent or silent costs at most CRI_VERSION_TIMEOUT_S.
+    """
+    if not socket_real or not os.path.exists(socket_real):
+        return None
+    from nodecfg.node.cri import CRIClient, CRIError  # noqa: PLC0415 (grpc loads only when a socket is there)
+
+    try:
+        with CRIClient(socket_real, timeout=CRI_VERSION_TIMEOUT_S) as c:
+            answer = c.version()
+    except CRIError:
+        return None  # not serving CRI (its plugin failed, or not containerd): the binary tells
+    try:
+        return ContainerdVersion.parse(answer.runtime_version)
+    except ValueError:
+        return None
+
+
+def detect_containerd(
+    root: str, flag: str | None, *, socket_real: str | None = None, recorded: str | None = None
+) -> ContainerdTarget:
+    """The release to render for, from the first source that answers.
+
+    --containerd-version, else the running containerd (CRI Version on `socket_real`), else the
+    binary under root, else the package database, else what the last apply `recorded` in state,
+    else assumed.
+
+    When the running release and the binary on disk differ (an upgrade or a downgrade waiting for
+    containerd's restart), files are rendered for the lower of the two: both read them.
+    """
     if flag:
         return ContainerdTarget(ContainerdVersion.parse(flag), VersionSource.FLAG)
-    v = _from_binary(root)
-    if v is not None:
-        return ContainerdTarget(v, VersionSource.BINARY)
+    running = _from_cri(socket_real)
+    on_disk = _from_binary(root)
+    if running is not None:
+        if on_disk is None or on_disk == running:
+            return ContainerdTarget(running, VersionSource.RUNNING)
+        low = min(running, on_disk)
+        return ContainerdTarget(
+            low,
+            VersionSource.RUNNING if low == running else VersionSource.BINARY,
+            f"containerd {running} is running but the binary on disk is {on_disk} (waiting for a restart): "
+            f"rendering for {low}, which both read",
+        )
+    if on_disk is not None:
+        return ContainerdTarget(on_disk, VersionSource.BINARY)
     v = _from_dpkg(root)
     if v is not None:
         return ContainerdTarget(v, VersionSource.PACKAGE)
+    if recorded:
+        try:
+            return ContainerdTarget(ContainerdVersion.parse(recorded), VersionSource.STATE)
+        except ValueError:
+            pass
     return ContainerdTarget(ASSUMED, VersionSource.ASSUMED)
+
+
+def detect_target(paths: NodePaths, flag: str | None, state: State | None = None) -> ContainerdTarget:
+    """The containerd release to render for on this node (see `detect_containerd`)."""
+    if state is None:
+        state = load_state(paths.real(paths.state_dir))
+    return detect_containerd(paths.root, flag, socket_real=paths.real(paths.containerd_socket), recorded=state.containerd)
 
 
 def find_binary(root: str) -> str | None:
@@ -101,6 +158,27 @@ def started_at(pid: int | None) -> float | None:
         return None
 
 
+# psutil derives a process's start time from the boot time, which the kernel gives in whole
+# seconds: a containerd that started less than this before config.toml's mtime may have read it.
+START_TIME_SLACK_S = 1.0
+
+
+def started_before_config(paths: NodePaths) -> bool | None:
+    """Whether the containerd serving the socket started before config.toml was last written.
+
+    True: it runs with an older file. None when either time cannot be seen (no hostPID, no file).
+    containerd 2.x reports no registry config over CRI; this is how a restart still pending shows.
+    """
+    since = started_at(serving_pid(paths.real(paths.containerd_socket)))
+    try:
+        mtime = os.stat(paths.real(paths.containerd_config)).st_mtime
+    except OSError:
+        return None
+    if since is None:
+        return None
+    return since < mtime - START_TIME_SLACK_S
+
+
 @dataclass(frozen=True)
 class DumpCheck:
     """What `containerd --config <candidate> config dump` said about a candidate config.toml."""
@@ -118,18 +196,36 @@ def _dig(tree: Any, *keys: str) -> Any:
     return tree
 
 
-def check_with_containerd(binary: str | None, candidate_real: str, hosts_dir: str, auth_hosts: frozenset[str]) -> DumpCheck:
-    """Load the candidate with the host's containerd and check that our edits landed.
+V2_IMAGES_PLUGIN = "io.containerd.cri.v1.images"
 
-    `config dump` catches TOML and type errors and shows the merged result (imports, version
-    migration); it does not run plugin validation, so the `mirrors`/`configs.tls` rules are checked
-    by the renderer, and a typo'd key would show here as a missing `config_path`.
+
+def dumped_registry_table(dumped: dict[str, Any]) -> tuple[str, ...]:
+    """Where a `containerd config dump` shows the registry settings its CRI uses.
+
+    A 2.x dump always holds the images plugin `io.containerd.cri.v1.images` (2.x migrates a
+    version 2 file's `io.containerd.grpc.v1.cri` registry table into it); a 1.x dump never does
+    (1.x drops v3 sections) and shows a version 1 file translated into `io.containerd.grpc.v1.cri`.
+    So the dump itself says which table the binary that made it reads.
+    """
+    if isinstance(_dig(dumped, "plugins", V2_IMAGES_PLUGIN), dict):
+        return ("plugins", V2_IMAGES_PLUGIN, "registry")
+    return ("plugins", "io.containerd.grpc.v1.cri", "registry")
+
+
+def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, auth_hosts: frozenset[str]) -> DumpCheck:
+    """Load a config.toml with the host's containerd and check that our edits land where it reads them.
+
+    Used on the candidate before it is written, and on the file on disk after a restart (with a
+    containerd that started after the write, that is what it loaded: 2.x reports no registry
+    config over CRI). `config dump` catches TOML and type errors and shows the merged result
+    (imports, version migration); it does not run plugin validation, so the `mirrors`/`configs.tls`
+    rules are checked by the renderer, and a typo'd key would show here as a missing `config_path`.
     """
     if binary is None:
         return DumpCheck(False, (), "no containerd binary found on the node")
     try:
         out = subprocess.run(
-            [binary, "--config", candidate_real, "config", "dump"], capture_output=True, text=True, timeout=30, check=False
+            [binary, "--config", config_real, "config", "dump"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError) as e:
         return DumpCheck(False, (), f"{binary} could not run here: {e}")
@@ -142,11 +238,11 @@ def check_with_containerd(binary: str | None, candidate_real: str, hosts_dir: st
         dumped = tomllib.loads(out.stdout)
     except tomllib.TOMLDecodeError as e:
         return DumpCheck(False, (), f"could not read containerd's config dump: {e}")
-    registry = _dig(dumped, "plugins", "io.containerd.grpc.v1.cri", "registry")
-    if not isinstance(registry, dict) or "config_path" not in registry:
-        registry = _dig(dumped, "plugins", "io.containerd.cri.v1.images", "registry")
+    table = dumped_registry_table(dumped)
+    registry = _dig(dumped, *table)
     if not isinstance(registry, dict):
-        return DumpCheck(True, ("containerd's config dump has no CRI registry table: the edit would not take effect",))
+        label = ".".join(table)
+        return DumpCheck(True, (f"containerd's config dump has no {label} table: the edit would not take effect",))
     problems = []
     if hosts_dir not in str(registry.get("config_path") or "").split(":"):
         problems.append(f"containerd would load config_path = {registry.get('config_path')!r}, not {hosts_dir!r}")

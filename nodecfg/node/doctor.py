@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nodecfg.node.apply import NodePaths
-from nodecfg.node.containerd import find_binary
+from nodecfg.node.containerd import find_binary, started_before_config
 from nodecfg.node.fs import read_file
 from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
 from nodecfg.render.explain import NodeView
@@ -46,8 +46,12 @@ def binary_check(paths: NodePaths, view: NodeView) -> Check:
     return Check("containerd.binary", Status.OK, f"{paths.host(binary)}: {target.describe()}")
 
 
-def cri_check(socket_real: str, view: NodeView, timeout: float = PROBE_TIMEOUT_S) -> Check:
-    """The CRI plugin answers, is ready, and runs with the config_path config.toml has now."""
+def cri_check(paths: NodePaths, socket_real: str, view: NodeView, timeout: float = PROBE_TIMEOUT_S) -> Check:
+    """The CRI plugin answers, is ready, and runs with the config_path config.toml has now.
+
+    1.x reports the config_path it loaded over CRI; 2.x does not, so there a containerd that
+    started after config.toml's last change is taken to run with the file as it is.
+    """
     if not os.path.exists(socket_real):
         return Check(
             "containerd.cri",
@@ -68,8 +72,22 @@ def cri_check(socket_real: str, view: NodeView, timeout: float = PROBE_TIMEOUT_S
             "; ".join(health.problems),
             "read `journalctl -u containerd` for 'failed to load plugin io.containerd.grpc.v1.cri'",
         )
-    loaded = health.config_path or ""
     want = view.registry.config_path or ""
+    if health.config_path is None:
+        if started_before_config(paths):
+            return Check(
+                "containerd.cri",
+                Status.WARN,
+                "containerd started before config.toml was last changed: it runs with an older file",
+                f"config.toml says config_path {want!r}; {health.runtime} reports no registry config over CRI",
+                "restart containerd (the daemon does this by itself unless restart.policy is never)",
+            )
+        return Check(
+            "containerd.cri",
+            Status.OK,
+            f"CRI ready ({health.runtime}), config_path {want!r} (config.toml, unchanged since containerd started)",
+        )
+    loaded = health.config_path
     if loaded != want:
         return Check(
             "containerd.cri",
@@ -268,7 +286,7 @@ def doctor(
     if socket_real is None:
         checks.append(Check("containerd.cri", Status.SKIP, "CRI health not checked (--no-cri)"))
     else:
-        checks.append(cri_check(socket_real, view, timeout))
+        checks.append(cri_check(paths, socket_real, view, timeout))
     checks += hosts_checks(view)
     checks += permission_checks(paths, view)
     if network:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan, recover
-from nodecfg.node.containerd import detect_containerd
+from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import read_file
 from nodecfg.node.inputs import gather_materials, read_input
 from nodecfg.node.state import State, load_state
@@ -15,7 +15,7 @@ from nodecfg.plan import CurrentFile, Plan, make_plan
 from nodecfg.render import Layout, Rendered, render
 from nodecfg.spec.loader import load_input
 from nodecfg.spec.models import Config
-from nodecfg.spec.versions import ContainerdTarget
+from nodecfg.spec.versions import ContainerdTarget, VersionSource
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def prepare(
     config = loaded.config
     materials = gather_materials(config, config_path, env)
     state = load_state(paths.real(paths.state_dir))
-    target = target or detect_containerd(paths.root, containerd_version)
+    target = target or detect_target(paths, containerd_version, state)
     config_info = read_file(paths.real(paths.containerd_config))
     current_config = None if config_info.content is None else config_info.content.decode("utf-8", errors="strict")
     # Read even without hostAliases: a block left from an earlier input is removed.
@@ -83,12 +83,14 @@ def prepare(
 
 def apply(prepared: Prepared) -> State:
     """Write the plan to the node (journaled); returns the new state."""
+    target = prepared.rendered.target
     return apply_plan(
         prepared.plan,
         prepared.paths,
         prepared.state,
         auth_hosts=prepared.rendered.config.auth_hosts,
         legacy=prepared.rendered.config.legacy,
+        containerd="" if target.source is VersionSource.ASSUMED else str(target.version),
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jeepney import DBusAddress, MatchRule, MessageType, message_bus, new_method_call
@@ -19,10 +20,25 @@ SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
 DEFAULT_UNIT = "containerd.service"
 DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
 RESTART_TIMEOUT_S = 120.0  # the restart itself (systemd job or command); health has its own timeout
+STOP_POLL_S = 0.25  # how often a restart in progress looks at `stop`
+
+Stop = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 class RestartError(NodeError):
     """The restart could not be carried out (the method said so, or it timed out)."""
+
+
+class RestartInterrupted(RestartError):
+    """`stop()` became true while waiting for the restart.
+
+    The restart was asked for and may still go on (systemd carries out its job; the command keeps
+    running), but nodecfg no longer waits for it.
+    """
 
 
 @dataclass(frozen=True)
@@ -31,7 +47,7 @@ class NoRestart:
 
     name: str = "none"
 
-    def restart(self, timeout: float) -> None:
+    def restart(self, timeout: float, stop: Stop = _never) -> None:
         """Never called for a pending restart; refuse loudly if it is."""
         raise RestartError("restart method 'none' cannot restart containerd")
 
@@ -43,17 +59,38 @@ class CommandRestart:
     argv: tuple[str, ...]
     name: str = "command"
 
-    def restart(self, timeout: float) -> None:
-        """Run the command; a non-zero exit or a timeout is a failed restart."""
+    def restart(self, timeout: float, stop: Stop = _never) -> None:
+        """Run the command; a non-zero exit or a timeout is a failed restart.
+
+        On `stop()` the command is left to finish on its own (killing `systemctl restart` half-way
+        would not stop the job, and killing a script half-way could leave containerd stopped).
+        """
+        deadline = time.monotonic() + timeout
         try:
-            r = subprocess.run(list(self.argv), capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise RestartError(f"restart command timed out after {timeout:.0f}s: {' '.join(self.argv)}") from None
+            # Output to a file, not a pipe: a command left running must never block on a full pipe.
+            with tempfile.TemporaryFile() as output:
+                proc = subprocess.Popen(list(self.argv), stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                while True:
+                    try:
+                        rc = proc.wait(STOP_POLL_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if stop():
+                        raise RestartInterrupted(
+                            f"stopped waiting for the restart command (pid {proc.pid}): {' '.join(self.argv)}"
+                        )
+                    if time.monotonic() >= deadline:
+                        proc.kill()
+                        proc.wait()
+                        raise RestartError(f"restart command timed out after {timeout:.0f}s: {' '.join(self.argv)}")
+                output.seek(0)
+                text = output.read()[-4000:].decode("utf-8", "replace")
         except OSError as e:
             raise RestartError(f"restart command could not run: {' '.join(self.argv)}: {e.strerror}") from None
-        if r.returncode != 0:
-            tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-3:]
-            raise RestartError(f"restart command exited {r.returncode}: {' '.join(self.argv)}: {' / '.join(tail)}")
+        if rc != 0:
+            tail = text.strip().splitlines()[-3:]
+            raise RestartError(f"restart command exited {rc}: {' '.join(self.argv)}: {' / '.join(tail)}")
 
 
 @dataclass(frozen=True)
@@ -69,8 +106,8 @@ class SystemdRestart:
     unit: str = DEFAULT_UNIT
     name: str = "systemd"
 
-    def restart(self, timeout: float) -> None:
-        """Restart the unit and wait for its job to finish with result "done"."""
+    def restart(self, timeout: float, stop: Stop = _never) -> None:
+        """Restart the unit and wait for its job to finish with result "done" (or `stop()`)."""
         deadline = time.monotonic() + timeout
         manager = DBusAddress(SYSTEMD_PATH, bus_name=SYSTEMD_BUS_NAME, interface=SYSTEMD_MANAGER)
         # The bus matches the well-known sender name; locally, messages carry systemd's unique
@@ -95,7 +132,12 @@ class SystemdRestart:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise RestartError(f"systemd job {job} for {self.unit} did not finish within {timeout:.0f}s")
-                    msg = conn.recv_until_filtered(signals, timeout=left)
+                    if stop():
+                        raise RestartInterrupted(f"stopped waiting for systemd job {job} ({self.unit} restart goes on)")
+                    try:
+                        msg = conn.recv_until_filtered(signals, timeout=min(left, STOP_POLL_S))
+                    except TimeoutError:
+                        continue
                     if msg.header.message_type is not MessageType.signal:
                         continue
                     _id, removed_job, unit, result = msg.body

@@ -35,6 +35,9 @@ class State:
     # Files nodecfg edits but does not own (config.toml): sha256 of what it last wrote there, so
     # uninstall can tell whether anyone changed the file since.
     edited: dict[str, str] = field(default_factory=dict)
+    # The containerd release the last apply rendered for: the version of last resort when neither
+    # the running containerd nor a binary answers (`explain` on a copy of a node's files).
+    containerd: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for state.json."""
@@ -46,6 +49,7 @@ class State:
             "legacy": self.legacy.to_json(),
             "originals": {p: {"backup": o.backup, "mode": o.mode} for p, o in sorted(self.originals.items())},
             "edited": dict(sorted(self.edited.items())),
+            "containerd": self.containerd,
         }
 
     @classmethod
@@ -58,6 +62,7 @@ class State:
             legacy=Legacy.from_json(data.get("legacy") or {}),
             originals={str(p): Original(o.get("backup"), o.get("mode")) for p, o in data.get("originals", {}).items()},
             edited={str(k): str(v) for k, v in data.get("edited", {}).items()},
+            containerd=str(data.get("containerd") or ""),
         )
 
     def with_changes(self, **kw: Any) -> State:

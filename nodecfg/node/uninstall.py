@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 
 from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan
-from nodecfg.node.containerd import detect_containerd
+from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.state import State, load_state
 from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
@@ -79,7 +79,7 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
         else:
             if kept:
                 notes.append(f"{config} was changed after nodecfg's last write: only nodecfg's edits are taken out")
-            target = detect_containerd(paths.root, containerd_version)
+            target = detect_target(paths, containerd_version, state)
             try:
                 text = remove_nodecfg_edits(
                     current_cfg.content.decode("utf-8"),

@@ -94,7 +94,7 @@ def render(
     where = layout.containerd_config
     target = effective_target(target, current_config or "")
     problems: list[str] = []
-    warnings: list[str] = []
+    warnings: list[str] = [target.warning] if target.warning else []
     auths, cred_problems, cred_warnings = resolve_credentials(config, materials)
     problems += cred_problems
     warnings += cred_warnings

@@ -108,6 +108,17 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
     elif version == 2:
         chosen = V2_TABLE
     else:
+        if target >= versions.CONFIG_V3:
+            # Observed on 2.1.9: a version 1 file loads, but its CRI registry table is dropped
+            # ("Ignoring unknown key in TOML for plugin" key=registry): config_path and auth would
+            # never be read. Rewriting the file's version would rename every plugin: not ours to do.
+            raise RenderError(
+                [
+                    f"{where}: version = {version} (or no version line): containerd {target} does not read the "
+                    "registry settings of such a file; convert it first (`containerd config migrate`, "
+                    "or a `version = 2` file with the long plugin IDs), nothing was written"
+                ]
+            )
         chosen = (
             V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
         )
@@ -205,20 +216,20 @@ def _config_path_value(current: Any, hosts_dir: str, target: ContainerdVersion, 
     roots = [r for r in current.split(":") if r]
     if roots == [hosts_dir]:
         return current
-    if hosts_dir in roots:
+    if target >= versions.TRANSFER_PULL:
+        # 2.1+ pulls through the transfer service, which takes the whole list as one directory
+        # (containerd#12415, #12636; proven by tests/e2e): none of the roots would be read.
         warnings.append(
-            f"{where}: config_path {current!r} is a list; kept as it is. containerd >= 2.1 treats a "
-            "list as one directory when pulling through the transfer service (containerd#12415)"
+            f"{where}: config_path {current!r} replaced by {hosts_dir!r}: containerd >= 2.1 reads a "
+            "list as one directory when pulling through the transfer service (containerd#12415); "
+            "move hosts.toml files from the other directories into it"
         )
+        return hosts_dir
+    if hosts_dir in roots:
+        warnings.append(f"{where}: config_path {current!r} is a list; kept as it is (containerd {target} reads each root)")
         return current
-    if target < versions.DIAL_TIMEOUT:
-        warnings.append(f"{where}: config_path {current!r} does not hold {hosts_dir!r}: it goes first, the rest is kept")
-        return ":".join([hosts_dir, *roots])
-    warnings.append(
-        f"{where}: config_path {current!r} replaced by {hosts_dir!r}: containerd >= 2.1 mishandles "
-        "a list (containerd#12415); move hosts.toml files from the old directories into it"
-    )
-    return hosts_dir
+    warnings.append(f"{where}: config_path {current!r} does not hold {hosts_dir!r}: it goes first, the rest is kept")
+    return ":".join([hosts_dir, *roots])
 
 
 def minimal_config(target: ContainerdVersion) -> str:

@@ -13,8 +13,10 @@ class VersionSource(str, Enum):
     """Where the target containerd version came from, so output can say what was assumed."""
 
     FLAG = "flag"
+    RUNNING = "running containerd"  # its CRI Version call: what actually reads the files
     BINARY = "binary"
     PACKAGE = "package"
+    STATE = "last apply"  # what the last apply rendered for, recorded in state.json
     ASSUMED = "assumed"
 
 
@@ -40,6 +42,8 @@ class ContainerdVersion:
 
 # Feature thresholds, from reference/containerd.md 1.9.
 DIAL_TIMEOUT = ContainerdVersion(2, 1, 0)
+# CRI pulls go through the transfer service (unless deprecated registry settings are present).
+TRANSFER_PULL = ContainerdVersion(2, 1, 0)
 REFERRERS = ContainerdVersion(2, 2, 0)
 DEFAULT_NAMESPACE_1_6 = ContainerdVersion(1, 6, 17)
 DEFAULT_NAMESPACE_1_7 = ContainerdVersion(1, 7, 0)
@@ -62,6 +66,9 @@ class ContainerdTarget:
 
     version: ContainerdVersion
     source: VersionSource
+    # Set when the sources disagree (the binary on disk is not the release that runs: an upgrade
+    # or downgrade waiting for a restart); files are then rendered for the lower of the two.
+    warning: str = ""
 
     def describe(self) -> str:
         """Human-readable 'containerd 1.6.20 (from the binary)'."""

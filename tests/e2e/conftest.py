@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import psutil
 import pytest
 
+from tests.e2e import releases
 from tests.e2e.harness import HOSTS_FILE, INSTALL, missing_binaries
 from tests.e2e.lab import AUTH_PASSWORD, AUTH_USER, Lab, Node, open_lab, open_node
 
@@ -40,9 +42,22 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on a node runs once per config.toml shape the release reads (v2; v3 on 2.x)."""
+    if "node" in metafunc.fixturenames:
+        shapes = releases.current().shapes if shutil.which("containerd") else ("v2",)
+        metafunc.parametrize("node", shapes, indirect=True)
+
+
+@pytest.fixture
+def release() -> releases.Release:
+    """The containerd release this run of the suite is on (what to expect of it)."""
+    return releases.current()
+
+
 @pytest.fixture
 def node(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Node]:
-    with open_node(lab) as n:
+    with open_node(lab, getattr(request, "param", "v2")) as n:
         try:
             yield n
         finally:

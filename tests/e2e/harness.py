@@ -24,14 +24,18 @@ import sys
 import tarfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from nodecfg.node.cri import CRIClient, CRIError
+from tests.e2e.releases import REGISTRY_TABLE, V2_0
+from tests.e2e.releases import current as current_release
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = "containerd docker-registry skopeo apache2-utils openssl dbus-daemon"
@@ -414,9 +418,14 @@ def push(layout: Path, tag: str, reg: Registry, repo: str, pki: PKI) -> None:
 
 @dataclass
 class Containerd:
-    """A containerd with its own root, state, sockets and config.toml under `d`."""
+    """A containerd with its own root, state, sockets and config.toml under `d`.
+
+    `shape` is the config.toml's form: "v2" (`version = 2`, read by every release) or "v3"
+    (`version = 3`, containerd 2.x only).
+    """
 
     d: Path
+    shape: str = "v2"
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     log: Path = field(init=False)
@@ -432,16 +441,37 @@ class Containerd:
     def socket(self) -> str:
         return str(self.d / "c.sock")
 
+    @property
+    def registry_table(self) -> str:
+        """The header of the registry table this shape's containerd reads."""
+        return REGISTRY_TABLE[self.shape]
+
     def base_config(self, extra: str = "") -> str:
-        """The config.toml a node starts with: Debian's shape, pointed at this test's dirs."""
-        return (
-            "version = 2\n"
+        """The config.toml a node starts with: Debian's shape (or its v3 form), pointed at this
+        test's dirs."""
+        head = (
+            f"version = {3 if self.shape == 'v3' else 2}\n"
             f'root = "{self.d}/root"\nstate = "{self.d}/state"\n'
             f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
             f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.d}/opt"\n'
-            # The native snapshotter works on any filesystem (overlayfs does not inside every sandbox).
-            '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n' + extra
         )
+        # The native snapshotter works on any filesystem (overlayfs does not inside every sandbox).
+        if self.shape == "v3":
+            snapshotter = '[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "native"\n'
+        else:
+            snapshotter = '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n'
+        if current_release().version >= V2_0:
+            # 2.x reads the CRI snapshotter from the images plugin (a v2 file's
+            # `containerd.snapshotter` is not migrated there), and pulls through the transfer
+            # service, which unpacks only for the snapshotters of its own unpack_config (overlayfs
+            # by default): without both a CRI pull fails with "no unpack platforms defined".
+            if self.shape == "v2":
+                snapshotter += '[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "native"\n'
+            snapshotter += (
+                '[[plugins."io.containerd.transfer.v1.local".unpack_config]]\n'
+                f'  platform = "linux/{_goarch()}"\n  snapshotter = "native"\n'
+            )
+        return head + snapshotter + extra
 
     @property
     def pid_file(self) -> Path:
@@ -497,6 +527,24 @@ class Containerd:
     def cri(self) -> CRIClient:
         return CRIClient(self.socket, timeout=60)
 
+    def dump(self) -> dict[str, Any]:
+        """`containerd --config <config.toml> config dump`: the merged config this release loads."""
+        out = subprocess.run(
+            ["containerd", "--config", str(self.config), "config", "dump"], capture_output=True, text=True, timeout=60, check=True
+        )
+        return tomllib.loads(out.stdout)
+
+    def serves_cri(self) -> bool:
+        """Whether the CRI API answers (False: containerd runs but its CRI plugin failed to load)."""
+        with CRIClient(self.socket, timeout=10) as c:
+            try:
+                c.version()
+                return True
+            except CRIError as e:
+                if e.code == "UNIMPLEMENTED":
+                    return False
+                raise
+
     def plugin_status(self, plugin_id: str = "cri") -> str:
         """STATUS column of `ctr plugins ls id==<plugin_id>` (ok, error, skip)."""
         out = subprocess.run(
@@ -508,8 +556,8 @@ class Containerd:
     def ctr_pull(self, ref: str, hosts_dir: Path) -> subprocess.CompletedProcess[str]:
         """`ctr images pull --hosts-dir`: reads hosts.toml only, never config.toml."""
         return subprocess.run(
-            ["ctr", "-a", self.socket, "-n", "nodecfg-e2e-ctr", "images", "pull", "--snapshotter", "native",
-             "--hosts-dir", str(hosts_dir), ref],
+            ["ctr", "-a", self.socket, "-n", "nodecfg-e2e-ctr", "images", "pull", *current_release().ctr_pull_flags,
+             "--snapshotter", "native", "--hosts-dir", str(hosts_dir), ref],
             capture_output=True, text=True, env=clean_env(), timeout=120, check=False,
         )  # fmt: skip
 

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
+
 from nodecfg.cli import main
 from nodecfg.node.cri import CRIError
+from tests.e2e import releases
 from tests.e2e.harness import (
     PKI,
     Containerd,
@@ -218,6 +221,25 @@ class Node:
             self.restarts += 1
         return report
 
+    def loaded_config_path(self) -> str | None:
+        """The config_path the running containerd loaded (it must be CRI-ready).
+
+        1.x reports it in the verbose CRI status. 2.x reports no registry config there, so it is
+        what that release's `containerd config dump` makes of config.toml, which must not have
+        changed since this containerd started.
+        """
+        with self.containerd.cri() as c:
+            h = c.health()
+        assert h.ready, h.describe()
+        if releases.current().reports_config_path_over_cri:
+            return h.config_path
+        assert h.config_path is None, "2.x was not expected to report its registry config over CRI"
+        started = psutil.Process(self.containerd.pid).create_time()
+        assert started >= self.containerd.config.stat().st_mtime - 1, "config.toml changed after containerd started"
+        plugins = self.containerd.dump()["plugins"]
+        value = plugins["io.containerd.cri.v1.images"]["registry"]["config_path"]
+        return str(value) if value else None
+
     def pull(self, ref: str) -> str:
         """A CRI pull (what kubelet does); returns the image id. The image is removed first, so
         every pull goes to a registry. Every pull is checked against `nodecfg explain`."""
@@ -317,11 +339,11 @@ class Node:
 
 
 @contextmanager
-def open_node(lab: Lab) -> Iterator[Node]:
-    """A node with a running containerd (Debian's config shape) under a short temp dir."""
+def open_node(lab: Lab, shape: str = "v2") -> Iterator[Node]:
+    """A node with a running containerd (Debian's config.toml, as `shape`) under a short temp dir."""
     # A short path: the containerd socket path must fit in sockaddr_un (108 bytes).
     d = Path(tempfile.mkdtemp(prefix="nodecfg-e2e-"))
-    cd = Containerd(d)
+    cd = Containerd(d, shape)
     cd.config.write_text(cd.base_config())
     n = Node(d, cd, lab)
     try:

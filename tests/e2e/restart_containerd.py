@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.e2e.harness import Containerd
+from tests.e2e.releases import REGISTRY_TABLE
 
-BROKEN = '\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."broken.test"]\n  endpoint = ["http://broken.test"]\n'
+
+def broken(config: str) -> str:
+    """`config` plus legacy mirrors in the registry table its version reads (CRI refuses them
+    next to config_path on every release)."""
+    shape = "v3" if tomllib.loads(config).get("version") == 3 else "v2"
+    return config + f'\n[{REGISTRY_TABLE[shape]}.mirrors."broken.test"]\n  endpoint = ["http://broken.test"]\n'
 
 
 def main() -> int:
@@ -27,9 +34,9 @@ def main() -> int:
     cd.stop()
     config = cd.config.read_text()
     if args.break_on and args.break_on in config:
-        broken = cd.d / "broken-config.toml"
-        broken.write_text(config + BROKEN)
-        cd.start(config=broken)
+        path = cd.d / "broken-config.toml"
+        path.write_text(broken(config))
+        cd.start(config=path)
     else:
         cd.start()
     cd.proc = None  # it outlives this command, like a service systemd restarted

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nodecfg.node.cri import CRIClient
+from nodecfg.node.cri import CRIError
 from nodecfg.node.restart import CommandRestart, RestartError, SystemdRestart
 from tests.e2e.conftest import AUTH_PASSWORD, AUTH_USER, Lab, Node
 from tests.e2e.fake_systemd import DBusDaemon, FakeSystemd
@@ -93,9 +93,7 @@ def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) 
     )
     d.wait_for("a rollback", lambda: d.metric("nodecfg_rollbacks_total") == 1, timeout=60)
     assert node.containerd.config.read_bytes() == good
-    with CRIClient(node.containerd.socket) as c:
-        health = c.health()
-    assert health.ready and health.config_path == str(node.hosts_dir), health
+    assert node.loaded_config_path() == str(node.hosts_dir)
     code, body = d.get("/readyz")
     assert code == 503 and "rolled back" in body
     restarts = d.metric("nodecfg_restarts_total")
@@ -186,9 +184,7 @@ def test_killed_at_any_step_the_next_start_leaves_a_consistent_healthy_node(
     else:
         second.wait_ready()
         assert b"ok.test" in node.containerd.config.read_bytes()
-    with CRIClient(node.containerd.socket) as c:
-        health = c.health()
-    assert health.ready and health.config_path == str(node.hosts_dir), health
+    assert node.loaded_config_path() == str(node.hosts_dir)
     state = node.d / "nodecfg-state"
     assert not (state / "pending-restart.json").exists()
     leftovers = [p for p in (*node.hosts_dir.rglob("*"), *node.d.glob("*")) if "nodecfg-tmp" in p.name]
@@ -279,3 +275,40 @@ def test_policy_never_writes_config_and_leaves_the_restart_to_the_admin(node: No
     d.wait_for("the pending restart to clear", lambda: d.metric("nodecfg_restart_pending") == 0, timeout=10)
     assert d.metric("nodecfg_restarts_total") == 0
     assert d.stop() == 0
+
+
+def test_sigterm_while_waiting_for_an_unhealthy_restart_stops_at_once_and_the_next_start_rolls_back(node: Node, lab: Lab) -> None:
+    configured(node, lab)
+    good = node.containerd.config.read_bytes()
+    creds = "credentials:\n  - registry: break.test\n    username: u\n    passwordFile: pw\n"
+    slow = "restart:\n  healthTimeout: 120s\n"
+    vol, d = node.follow({"registries.yaml": hub(lab.plain.host, slow)}, break_on="break.test")
+    before = node.containerd.pid
+    vol.update({"registries.yaml": hub(lab.plain.host, slow + creds), "pw": "break-password"})
+
+    def broken_containerd_runs() -> bool:
+        try:
+            return node.containerd.pid != before and not node.containerd.serves_cri()
+        except (CRIError, ValueError):
+            return False  # between stop and start
+
+    d.wait_for("the restart into a broken CRI", broken_containerd_runs, timeout=30)
+    time.sleep(1)  # the daemon is in its 120 s health wait now
+    asked = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - asked < 10, "SIGTERM must be honoured within 10 s (kubelet kills after 30 s)"
+    stopping = [e for e in d.events() if e.get("event") == "restart" and "stopping" in e.get("detail", "")]
+    assert stopping, d.log.read_text()[-2000:]
+    state = node.d / "nodecfg-state"
+    assert (state / "pending-restart.json").exists(), "the unfinished restart is left for the next start"
+
+    # The next start (now with a short health timeout) finds containerd restarted with the change,
+    # unhealthy: it rolls back and restarts once more.
+    vol.update({"registries.yaml": hub(lab.plain.host, "restart:\n  healthTimeout: 3s\n" + creds), "pw": "break-password"})
+    d2 = node.daemon(break_on="break.test")
+    d2.start()
+    d2.wait_for("the rollback", lambda: d2.metric("nodecfg_rollbacks_total") == 1, timeout=60)
+    assert node.containerd.config.read_bytes() == good
+    assert node.loaded_config_path() == str(node.hosts_dir)
+    assert not (state / "pending-restart.json").exists()
+    assert d2.stop() == 0

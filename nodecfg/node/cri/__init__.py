@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from nodecfg.node.cri import api_pb2 as api
 
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
+CALL_TIMEOUT_S = 3.0  # one health call while waiting for a restart: short, so a stop is seen soon
 RUNTIME = "/runtime.v1.RuntimeService/"
 IMAGES = "/runtime.v1.ImageService/"
 
@@ -140,14 +141,24 @@ class CRIClient:
         )
 
 
-def wait_healthy(socket: str, timeout: float, good: Callable[[Health], bool], poll: float = 0.2) -> Health:
-    """Poll the runtime's health until `good(health)` or `timeout` seconds; return the last answer."""
+def wait_healthy(
+    socket: str,
+    timeout: float,
+    good: Callable[[Health], bool],
+    poll: float = 0.2,
+    stop: Callable[[], bool] | None = None,
+) -> Health:
+    """Poll the runtime's health until `good(health)`, `timeout` seconds, or `stop()`.
+
+    Returns the last answer. Each call is bounded too (CALL_TIMEOUT_S), so `stop` is seen soon.
+    """
     deadline = time.monotonic() + timeout
     h = Health(False, ("not checked yet",))
-    with CRIClient(socket, timeout=5) as c:
+    with CRIClient(socket, timeout=CALL_TIMEOUT_S) as c:
         while True:
-            h = c.health(timeout=5)
-            if good(h) or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            h = c.health(timeout=max(0.1, min(CALL_TIMEOUT_S, left)))
+            if good(h) or time.monotonic() >= deadline or (stop is not None and stop()):
                 return h
             time.sleep(poll)
 

@@ -2,7 +2,9 @@
 
 `config dump` prints the merged config containerd would run with; parsing it shows whether
 config_path and the auth entries landed in the table containerd actually reads (a typo, a wrong
-table or a version mix-up silently drops them: reference/containerd.md 3.1).
+table or a version mix-up silently drops them: docs/containerd.md). Runs on every release of the
+suite: 2.x shows the registry under `io.containerd.cri.v1.images`, migrated from a version 2
+file's `io.containerd.grpc.v1.cri`, and drops a version 1 file's registry table altogether.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import tomllib
 
 import pytest
 
+from nodecfg.render.errors import RenderError
 from tests.conftest import node_args, run
+from tests.e2e.releases import V2_0, Release
 from tests.test_apply import EXPECTED_FILES, copy_example
 from tests.test_containerd_config import edit
 
@@ -29,6 +33,12 @@ def dump(path) -> dict:
     return tomllib.loads(out.stdout)
 
 
+def dumped_registry(path, release: Release) -> dict:
+    """The registry table the release's CRI reads, as its `config dump` shows it."""
+    plugin = "io.containerd.cri.v1.images" if release.version >= V2_0 else "io.containerd.grpc.v1.cri"
+    return dump(path)["plugins"][plugin]["registry"]
+
+
 # Hosts that must get configs."<host>".auth: the mirror or registry contacted, including hosts that
 # only come from a .dockerconfigjson file.
 EXPECTED_AUTH = {
@@ -39,10 +49,10 @@ EXPECTED_AUTH = {
 
 
 @pytest.mark.parametrize("example", sorted(EXPECTED_FILES))
-def test_containerd_reads_config_path_and_auth_from_the_edited_file(example, root, tmp_path):
+def test_containerd_reads_config_path_and_auth_from_the_edited_file(example, root, tmp_path, release):
     config = copy_example(tmp_path, example)
-    assert run("apply", *node_args(root, config))[0] == 0
-    registry = dump(root / "etc/containerd/config.toml")["plugins"]["io.containerd.grpc.v1.cri"]["registry"]
+    assert run("apply", *node_args(root, config, release.name))[0] == 0
+    registry = dumped_registry(root / "etc/containerd/config.toml", release)
     assert registry["config_path"] == "/etc/containerd/certs.d"
     assert not registry.get("mirrors")
     configs = registry.get("configs") or {}
@@ -59,10 +69,18 @@ def test_containerd_reads_config_path_and_auth_from_the_edited_file(example, roo
     ],
     ids=["dotted", "inline", "version-1-with-mirrors", "configs-tls"],
 )
-def test_layouts_as_containerd_reads_them(src, tmp_path):
+def test_layouts_as_containerd_reads_them(src, tmp_path, release):
+    if release.version >= V2_0 and "version = 2" not in src:
+        # 2.x drops a version 1 file's registry table (checked below): nodecfg refuses to edit one.
+        with pytest.raises(RenderError, match="does not read the registry settings"):
+            edit(src, target=release.version)
+        path = tmp_path / "config.toml"
+        path.write_text(edit(src).text)  # what nodecfg would write for 1.x
+        assert dumped_registry(path, release)["config_path"] == ""
+        return
     path = tmp_path / "config.toml"
-    path.write_text(edit(src).text)
-    registry = dump(path)["plugins"]["io.containerd.grpc.v1.cri"]["registry"]
+    path.write_text(edit(src, target=release.version).text)
+    registry = dumped_registry(path, release)
     assert registry["config_path"] == "/etc/containerd/certs.d"
     assert registry["configs"]["registry-1.docker.io"]["auth"] == {
         "username": "bob",
@@ -74,7 +92,7 @@ def test_layouts_as_containerd_reads_them(src, tmp_path):
     assert all(c.get("tls") is None for c in registry["configs"].values())
 
 
-def test_candidate_check_with_the_real_binary(tmp_path) -> None:
+def test_candidate_check_with_the_real_binary(tmp_path, release) -> None:
     from nodecfg.node.containerd import check_with_containerd
 
     hosts = "/etc/containerd/certs.d"
@@ -83,9 +101,15 @@ def test_candidate_check_with_the_real_binary(tmp_path) -> None:
     cases = {
         "good": (f'version = 2\n{table}  config_path = "{hosts}"\n{auth}', []),
         "typo": (f'version = 2\n{table}  config_pth = "{hosts}"\n{auth}', ["config_path = ''"]),
-        "v3 on 1.6": (
+        # 1.x ignores a v3 file's tables; 2.x reads it (and then misses only the credentials).
+        "v3": (
             f'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "{hosts}"\n',
-            ["config_path"],
+            ["credentials for r.example:5000"] if release.version >= V2_0 else ["config_path", "credentials"],
+        ),
+        "v1": (
+            f'version = 1\n[plugins.cri.registry]\n  config_path = "{hosts}"\n'
+            '[plugins.cri.registry.configs."r.example:5000".auth]\n  username = "u"\n',
+            ["config_path = ''", "credentials for r.example:5000"] if release.version >= V2_0 else [],
         ),
         "syntax": (f"version = 2\n{table}  config_path = \n", ["rejects the candidate"]),
         "no auth": (f'version = 2\n{table}  config_path = "{hosts}"\n', ["credentials for r.example:5000"]),

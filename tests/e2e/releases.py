@@ -1,0 +1,88 @@
+"""Which containerd release the e2e suite runs, and how releases differ, written as data.
+
+The suite runs once per release, with that release as the node's `/usr/bin/containerd`
+(`scripts/e2e` bind-mounts it in a private mount namespace). Tests never skip on a release: where
+releases behave differently, the test asks the `Release` what to expect.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from nodecfg.spec.versions import ContainerdVersion
+
+V1_7_32 = ContainerdVersion(1, 7, 32)
+V2_0 = ContainerdVersion(2, 0, 0)
+V2_1 = ContainerdVersion(2, 1, 0)
+V2_2 = ContainerdVersion(2, 2, 0)
+
+# The registry table of each config.toml shape (reference: docs/containerd.md, config.toml).
+REGISTRY_TABLE = {"v2": 'plugins."io.containerd.grpc.v1.cri".registry', "v3": 'plugins."io.containerd.cri.v1.images".registry'}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One containerd release and what the suite expects of it."""
+
+    version: ContainerdVersion
+
+    @property
+    def name(self) -> str:
+        return str(self.version)
+
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        """config.toml shapes a node of this release runs: v2 everywhere, v3 only on 2.x (1.x ignores it)."""
+        return ("v2", "v3") if self.version >= V2_0 else ("v2",)
+
+    @property
+    def reports_config_path_over_cri(self) -> bool:
+        """1.x puts its CRI registry config in the verbose Status; 2.x's holds only runtime settings."""
+        return self.version < V2_0
+
+    @property
+    def reads_root_only_hosts_toml(self) -> bool:
+        """A hosts.toml without any [host] table: 'invalid `host` tree' until 1.7.32 and 2.0."""
+        return self.version >= V1_7_32
+
+    @property
+    def honours_dial_timeout(self) -> bool:
+        return self.version >= V2_1
+
+    @property
+    def pulls_through_transfer_service(self) -> bool:
+        """2.1+: CRI pulls go through the transfer service unless deprecated registry settings
+        (`mirrors`, `configs`, `auths`) or `use_local_image_pull` send them down the local path."""
+        return self.version >= V2_1
+
+    @property
+    def splits_config_path_list(self) -> bool:
+        """Whether a CRI pull on a node with no registry credentials reads every root of a
+        `config_path` list: 2.1+'s transfer-service path takes the list as one directory
+        (containerd#12415, #12636)."""
+        return not self.pulls_through_transfer_service
+
+    @property
+    def no_credentials_error(self) -> str:
+        """What a CRI pull from a basic-auth registry says without credentials."""
+        return "no basic auth credentials" if self.version >= V2_0 else "401 Unauthorized"
+
+    @property
+    def ctr_pull_flags(self) -> tuple[str, ...]:
+        """`ctr images pull` on 2.x goes through the transfer service; `--local` is the old path,
+        which honours `--snapshotter native` and `--hosts-dir` as 1.x does."""
+        return ("--local",) if self.version >= V2_0 else ()
+
+
+@functools.cache
+def current() -> Release:
+    """The release of the `containerd` on PATH (the node's own, or the one bind-mounted over it)."""
+    exe = shutil.which("containerd")
+    if exe is None:
+        raise RuntimeError("no containerd on PATH")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True, timeout=30).stdout
+    # "containerd github.com/containerd/containerd/v2 2.1.9+unknown": the token after the module path
+    return Release(ContainerdVersion.parse(out.split()[2]))
