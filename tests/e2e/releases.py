@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nodecfg.spec.versions import ContainerdVersion
 
+V1_7 = ContainerdVersion(1, 7, 0)
 V1_7_32 = ContainerdVersion(1, 7, 32)
 V2_0 = ContainerdVersion(2, 0, 0)
 V2_1 = ContainerdVersion(2, 1, 0)
@@ -67,8 +68,16 @@ class Release:
 
     @property
     def no_credentials_error(self) -> str:
-        """What a CRI pull from a basic-auth registry says without credentials."""
-        return "no basic auth credentials" if self.version >= V2_0 else "401 Unauthorized"
+        """What a CRI pull from a basic-auth registry says without credentials (observed)."""
+        return "no basic auth credentials" if self.version >= V1_7 else "401 Unauthorized"
+
+    @property
+    def version_3_file(self) -> str:
+        """What the release does with a `version = 3` config.toml (observed): 1.6 loads it and
+        ignores its v3 tables without a word, 1.7 refuses to load it, 2.x reads it."""
+        if self.version >= V2_0:
+            return "read"
+        return "refused" if self.version >= V1_7 else "ignored"
 
     @property
     def ctr_pull_flags(self) -> tuple[str, ...]:

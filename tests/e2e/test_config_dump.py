@@ -101,10 +101,15 @@ def test_candidate_check_with_the_real_binary(tmp_path, release) -> None:
     cases = {
         "good": (f'version = 2\n{table}  config_path = "{hosts}"\n{auth}', []),
         "typo": (f'version = 2\n{table}  config_pth = "{hosts}"\n{auth}', ["config_path = ''"]),
-        # 1.x ignores a v3 file's tables; 2.x reads it (and then misses only the credentials).
+        # 1.6 ignores a v3 file's tables, 1.7 refuses the file, 2.x reads it (and then misses
+        # only the credentials).
         "v3": (
             f'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "{hosts}"\n',
-            ["credentials for r.example:5000"] if release.version >= V2_0 else ["config_path", "credentials"],
+            {
+                "read": ["credentials for r.example:5000"],
+                "refused": ["rejects the candidate", "unsupported config version"],
+                "ignored": ["config_path", "credentials"],
+            }[release.version_3_file],
         ),
         "v1": (
             f'version = 1\n[plugins.cri.registry]\n  config_path = "{hosts}"\n'
