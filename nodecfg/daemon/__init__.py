@@ -230,7 +230,11 @@ class Daemon:
         except OSError as e:
             return DumpCheck(True, (f"{self.paths.containerd_config}: {e.strerror}",))
         binary = find_binary(self.paths.root)
-        key = (st.st_ino, st.st_size, st.st_mtime_ns, auth, binary or "")
+        try:
+            binary_id = f"{binary}@{os.stat(binary).st_mtime_ns}" if binary else ""
+        except OSError:
+            binary_id = ""
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, auth, binary_id)
         if self._dump_cache is not None and self._dump_cache[0] == key:
             return self._dump_cache[1]
         check = check_with_containerd(binary, real, self.paths.hosts_dir, auth)
