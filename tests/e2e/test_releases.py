@@ -128,3 +128,26 @@ def test_credentials_in_config_toml_work_on_every_release(node: Node, lab: Lab, 
     images = dumped.get("io.containerd.cri.v1.images", {})
     # 2.x: the deprecated auth lands in the images plugin (migrated from a v2 file); 1.x has no such plugin.
     assert bool(images.get("registry", {}).get("configs", {}).get(lab.auth.host)) == (release.version >= V2_0)
+
+
+def test_dial_timeout_and_referrers_are_rendered_only_for_releases_that_read_them(node: Node, lab: Lab, release: Release) -> None:
+    """A key a release does not know (`dial_timeout` before 2.1) is ignored; an unknown capability
+    (`referrers` before 2.2) makes the whole file invalid and the pull silently goes upstream.
+    The pull's image id proves the mirror's hosts.toml was read on this release."""
+    up = lab.upstream.host
+    report = node.converge(f"""
+        version: 1
+        registries:
+          {up}:
+            plainHTTP: true
+            mirrors:
+              - url: http://{lab.plain.host}
+                dialTimeout: 2s
+                capabilities: [pull, resolve, referrers]
+        """)
+    text = (node.hosts_dir / up / "hosts.toml").read_text()
+    assert ('dial_timeout = "2s"' in text) == release.honours_dial_timeout
+    assert "referrers" not in text  # 2.2+ only; every release of the suite is older
+    assert any("'referrers' dropped" in w for w in report["warnings"])
+    assert any("dialTimeout: not rendered" in w for w in report["warnings"]) != release.honours_dial_timeout
+    assert node.pull(f"{up}/team/app:3") == lab.image("plain", "team/app:3").id
