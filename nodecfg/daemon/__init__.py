@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from nodecfg.daemon.metrics import Metrics
+from nodecfg.daemon.mirrors import MirrorChecker
 from nodecfg.daemon.server import Probe, Server
 from nodecfg.daemon.watch import Watcher
 from nodecfg.node.apply import NodePaths
@@ -117,9 +118,12 @@ def failpoint(name: str) -> None:
 
 
 def input_hash(prepared: Prepared) -> str:
-    """Identifies what an input renders to: a rolled-back input is not retried until this changes."""
+    """Identifies what an input renders to: a rolled-back input is not retried until this changes.
+
+    Taken with every mirror in rotation, so mirrors going out and back do not make it new.
+    """
     h = hashlib.sha256()
-    for f in sorted(prepared.rendered.files, key=lambda f: f.path):
+    for f in sorted(prepared.rendered.unrouted_files, key=lambda f: f.path):
         h.update(f.path.encode() + b"\0" + hashlib.sha256(f.content).digest())
     return h.hexdigest()[:16]
 
@@ -155,6 +159,9 @@ class Daemon:
         self.target: ContainerdTarget | None = None
         self.stop_requested = threading.Event()
         self.auth_hosts: frozenset[str] = frozenset()
+        self.mirrors = MirrorChecker(self.paths, lambda t: self.events.put(("mirror", t)))
+        self.metrics.mirrors = self.mirrors.samples
+        self.routed_out: frozenset[tuple[str, str]] = frozenset()
         self._dump_cache: tuple[tuple[int, int, int, frozenset[str], str], DumpCheck] | None = None
 
     # ---------------------------------------------------------------- files in the state dir
@@ -276,6 +283,7 @@ class Daemon:
             "restartPolicy": self.policy,
             "restartMethod": self.o.restarter.name,
             "badInputs": self.bad,
+            "mirrors": [{**v, "inHostsToml": (v["registry"], v["url"]) not in self.routed_out} for v in self.mirrors.view()],
             "last": self.snapshot.last,
             "updated": time.time(),
         }
@@ -307,6 +315,7 @@ class Daemon:
                 self.o.env,
                 self.target,
                 input_format=self.o.input_format,
+                sick=self.mirrors.sick(),
             )
         except SpecError as e:
             return self._failed(started, event, "invalid-input", e.render())
@@ -316,6 +325,12 @@ class Daemon:
             return self._failed(started, event, "error", str(e))
         self._read_restart_settings(prepared)
         self.auth_hosts = prepared.rendered.config.auth_hosts
+        self.mirrors.update(
+            prepared.rendered.endpoints, {e.registry: prepared.config.health_of(e.registry) for e in prepared.rendered.endpoints}
+        )
+        self.routed_out = frozenset(prepared.rendered.routed_out)
+        if prepared.rendered.routed_out:
+            event["routedOut"] = [f"{r}: {u}" for r, u in prepared.rendered.routed_out]
         self._rewatch(prepared)
         digest = input_hash(prepared)
         event["input"] = digest
@@ -592,9 +607,11 @@ class Daemon:
                 self._rollback(self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())
             self._guarded(self.reconcile, "start")
             self._rewatch_if_missing()
+            self.mirrors.start()
             self._loop()
             return 0
         finally:
+            self.mirrors.stop()
             if self.watcher is not None:
                 self.watcher.stop()
             if self.server is not None:
@@ -650,7 +667,7 @@ class Daemon:
                     break
                 if k == "stop":
                     stop, detail = True, d
-            self._guarded(self.reconcile, "sighup" if kind == "hup" else "change")
+            self._guarded(self.reconcile, {"hup": "sighup", "mirror": "mirror-health"}.get(kind, "change"))
             if kind == "hup":
                 next_resync = time.monotonic() + self.o.resync_s
             if stop:

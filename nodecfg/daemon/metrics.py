@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# (registry, endpoint URL, in rotation, probes, probe seconds summed, transitions by direction)
+MirrorSample = tuple[str, str, bool, int, float, dict[str, int]]
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Metrics:
     restart_pending: bool = False
     owned_files: int = 0
     ready: bool = False
+    mirrors: Callable[[], list[MirrorSample]] = field(default=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reconciled(self, result: str, duration: float, *, error: bool, now: float) -> None:
@@ -81,7 +86,30 @@ class Metrics:
                 "1 when the current input is applied and containerd is healthy.",
                 [("", int(self.ready))],
             )
-            return "\n".join(lines) + "\n"
+        lines.extend(_mirror_lines(self.mirrors()))
+        return "\n".join(lines) + "\n"
+
+
+def _label(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _mirror_lines(samples: list[MirrorSample]) -> list[str]:
+    """Per mirror endpoint: in rotation or not, transitions, probe latency."""
+    up = ["# HELP nodecfg_mirror_up 1 while the mirror endpoint is in rotation, 0 while its health probes keep it out.",
+          "# TYPE nodecfg_mirror_up gauge"]  # fmt: skip
+    moves = ["# HELP nodecfg_mirror_transitions_total Mirror endpoints taken out of rotation (to=out) or put back (to=back).",
+             "# TYPE nodecfg_mirror_transitions_total counter"]  # fmt: skip
+    probe = ["# HELP nodecfg_mirror_probe_seconds Time the mirror health probes took.",
+             "# TYPE nodecfg_mirror_probe_seconds summary"]  # fmt: skip
+    for registry, url, in_rotation, probes, seconds, transitions in samples:
+        labels = f'registry="{_label(registry)}",endpoint="{_label(url)}"'
+        up.append(f"nodecfg_mirror_up{{{labels}}} {int(in_rotation)}")
+        for to in ("out", "back"):
+            moves.append(f'nodecfg_mirror_transitions_total{{{labels},to="{to}"}} {transitions.get(to, 0)}')
+        probe.append(f"nodecfg_mirror_probe_seconds_sum{{{labels}}} {_num(seconds)}")
+        probe.append(f"nodecfg_mirror_probe_seconds_count{{{labels}}} {probes}")
+    return [*up, *moves, *probe] if samples else []
 
 
 def _num(v: float) -> str:

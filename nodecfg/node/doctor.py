@@ -6,20 +6,15 @@ follow from the files alone come from `render.diagnose`.
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
 import os
-import socket
-import ssl
 import stat
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import find_binary, started_before_config
-from nodecfg.node.fs import read_file
+from nodecfg.node.reach import host_and_port, node_hosts, reach
 from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
 from nodecfg.render.explain import NodeView
 from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
@@ -168,98 +163,45 @@ class Probe:
     has_fallback_before: bool  # an implicit upstream tried after mirrors
 
 
-def _node_hosts(paths: NodePaths) -> dict[str, str]:
-    """Names the node's /etc/hosts pins (containerd resolves with the node's files, not ours)."""
-    info = read_file(paths.real("/etc/hosts"))
-    out: dict[str, str] = {}
-    for line in (info.content or b"").decode("utf-8", "replace").splitlines():
-        fields = line.split("#", 1)[0].split()
-        for name in fields[1:]:
-            out.setdefault(name.lower(), fields[0])
-    return out
-
-
-def _resolve(host: str, port: int, pinned: dict[str, str]) -> tuple[str, str]:
-    """(address, how it was found); raises OSError."""
-    bare = host.strip("[]")
-    try:
-        ipaddress.ip_address(bare)
-        return bare, "literal address"
-    except ValueError:
-        pass
-    if bare.lower() in pinned:
-        return pinned[bare.lower()], "node /etc/hosts"
-    info = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
-    return str(info[0][4][0]), "DNS"
-
-
 def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) -> Check:
     """DNS, TCP, TLS (with the endpoint's CA, client pair and skip_verify) and GET <api root>/."""
     e = p.entry
-    host, _, port_text = e.host.rpartition(":") if not e.host.endswith("]") else (e.host, "", "")
-    if not host or not port_text.isdigit():
-        host, port_text = e.host, ""
-    port = int(port_text) if port_text else (80 if e.scheme == "http" else 443)
+    host, _port = host_and_port(e)
     title = f"{e.url} ({p.used_by})"
-    started = time.monotonic()
-    try:
-        addr, how = _resolve(host, port, pinned)
-    except OSError as err:
+    r = reach(e, pinned, paths, timeout, agent="nodecfg-doctor")
+    if r.stage == "dns":
         return Check(
             "net.dns",
             Status.WARN if p.has_fallback_before else Status.FAIL,
             f"{title}: the name does not resolve" + (" (only the fallback after the mirrors)" if p.has_fallback_before else ""),
-            str(err),
+            r.detail,
             f"check DNS for {host} on the node",
         )
-    name = host.strip("[]")
-    try:
-        sock: socket.socket = socket.create_connection((addr, port), timeout=timeout)
-        if e.scheme == "https":
-            ctx = ssl.create_default_context()
-            for ca in e.ca:
-                ctx.load_verify_locations(cafile=paths.real(ca))
-            for cert, key in e.client[:1]:
-                # No passphrase (containerd has none to give): an encrypted key fails here
-                # instead of OpenSSL prompting on the terminal.
-                ctx.load_cert_chain(paths.real(cert), paths.real(key) if key else None, password=lambda: "")
-            if e.skip_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            sock = ctx.wrap_socket(sock, server_hostname=name)
-        # The connection is made above (to the address found the node's way, with SNI for the
-        # name); http.client only speaks HTTP over it, with the right Host header.
-        conn = http.client.HTTPConnection(name, port, timeout=timeout)
-        conn.sock = sock
-        conn.request("GET", f"{e.path}/", headers={"User-Agent": "nodecfg-doctor"})
-        status = conn.getresponse().status
-        conn.close()
-    except ssl.SSLCertVerificationError as err:
+    if r.stage == "untrusted":
         return Check(
             "net.tls",
             Status.FAIL,
             f"{title}: TLS certificate not trusted",
-            err.verify_message or str(err),
+            r.detail,
             "give the registry's CA (caFile) in registries.yaml",
         )
-    except (OSError, ssl.SSLError, http.client.HTTPException) as err:
-        status_if = Status.WARN if p.has_fallback_before else Status.FAIL
+    if r.stage != "answered":
         return Check(
             "net.connect",
-            status_if,
-            f"{title}: cannot reach the registry API at {addr} ({how})"
+            Status.WARN if p.has_fallback_before else Status.FAIL,
+            f"{title}: cannot reach the registry API at {r.address} ({r.how})"
             + (" (only the fallback after the mirrors)" if p.has_fallback_before else ""),
-            f"{type(err).__name__}: {err}",
+            r.detail,
             "check the address, port, firewall and scheme (http:// vs https://)",
         )
-    ms = round((time.monotonic() - started) * 1000)
-    if status in (200, 401):
-        note = "needs credentials" if status == 401 else "open"
-        return Check("net.ok", Status.OK, f"{title}: registry API answers {status} ({note}) in {ms} ms via {how}")
+    ms = round(r.seconds * 1000)
+    if r.status in (200, 401):
+        note = "needs credentials" if r.status == 401 else "open"
+        return Check("net.ok", Status.OK, f"{title}: registry API answers {r.status} ({note}) in {ms} ms via {r.how}")
     return Check(
         "net.api",
         Status.WARN,
-        f"{title}: GET {e.path}/ answered {status}, not a registry API root (200 or 401)",
+        f"{title}: GET {e.path}/ answered {r.status}, not a registry API root (200 or 401)",
         "",
         "check the URL path (override_path for path-based mirrors)",
     )
@@ -280,7 +222,7 @@ def network_checks(paths: NodePaths, view: NodeView, timeout: float = PROBE_TIME
             probes.setdefault((e.scheme, e.host, e.path, (), (), False), Probe(e, d, False))
     if not probes:
         return [Check("net.none", Status.OK, "no registry endpoints to probe")]
-    pinned = _node_hosts(paths)
+    pinned = node_hosts(paths)
     run: Callable[[Probe], Check] = lambda p: probe(p, pinned, paths, timeout)  # noqa: E731
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PROBES, len(probes))) as pool:
         return list(pool.map(run, probes.values()))

@@ -48,9 +48,11 @@ def prepare(
     target: ContainerdTarget | None = None,
     *,
     input_format: str = "auto",
+    sick: Mapping[str, frozenset[str]] | None = None,
 ) -> Prepared:
     """Read input and node, render and plan. Raises SpecError, RenderError or NodeError.
 
+    `sick`: mirror URLs to leave out of hosts.toml, by registry (the daemon's health checks).
     `target`: the containerd already detected (the daemon detects it once per resync, not on
     every change: running the binary costs tens of milliseconds).
     """
@@ -73,6 +75,7 @@ def prepare(
         state_legacy=state.legacy,
         owned_auth_hosts=state.auth_hosts,
         current_etc_hosts=current_hosts,
+        sick=sick,
     )
     current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
     real_hosts = paths.real(paths.hosts_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -11,7 +12,7 @@ from nodecfg.render.credentials import resolve_credentials
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import DesiredFile, FileKind
 from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
-from nodecfg.render.hosts import render_hosts
+from nodecfg.render.hosts import MirrorEndpoint, RenderedHosts, render_hosts
 from nodecfg.render.legacy import Legacy, endpoint_to_mirror
 from nodecfg.render.materials import Materials
 from nodecfg.spec import names
@@ -40,6 +41,11 @@ class Rendered:
     target: ContainerdTarget
     warnings: tuple[str, ...]
     secrets: frozenset[str]
+    endpoints: tuple[MirrorEndpoint, ...] = ()  # every mirror rendered, in rotation or not
+    routed_out: tuple[tuple[str, str], ...] = ()  # (registry, mirror URL) left out as sick
+    # What the input renders to with every mirror in rotation: the input's identity (a rolled-back
+    # input stays recognised while mirrors go in and out of rotation).
+    unrouted_files: tuple[DesiredFile, ...] = ()
 
 
 def _legacy_registries(legacy: Legacy, where: str, problems: list[str], warnings: list[str]) -> dict[str, Registry]:
@@ -89,6 +95,7 @@ def render(
     state_legacy: Legacy,
     owned_auth_hosts: frozenset[str],
     current_etc_hosts: str | None = None,
+    sick: Mapping[str, frozenset[str]] | None = None,
 ) -> Rendered:
     """Render hosts.toml files, cert files and the edited config.toml; RenderError lists problems."""
     where = layout.containerd_config
@@ -138,14 +145,20 @@ def render(
                     f"registries.{key!r}: has its own entry, so the mirrors of '*' do not apply to it "
                     "(containerd reads one hosts directory per registry)"
                 )
+    hosts = RenderedHosts([], [], [], [])
+    unrouted: list[DesiredFile] | None = None
     try:
-        files, hosts_warnings = render_hosts(
-            registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
+        hosts = render_hosts(
+            registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls, sick=sick
         )
+        if hosts.routed_out:
+            unrouted = render_hosts(
+                registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
+            ).files
     except RenderError as e:
         problems += e.problems
-        files, hosts_warnings = [], []
-    warnings += hosts_warnings
+    files = hosts.files
+    warnings += hosts.warnings
     if problems:
         raise RenderError(problems)
     config_file = DesiredFile(
@@ -159,4 +172,15 @@ def render(
         files = [*files, DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()])
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
-    return Rendered((*files, config_file), edit, target, tuple(warnings), secrets)
+    extra = [f for f in files if f.kind is FileKind.ETC_HOSTS]
+    routed = (*files, config_file)
+    return Rendered(
+        routed,
+        edit,
+        target,
+        tuple(warnings),
+        secrets,
+        tuple(hosts.endpoints),
+        tuple(hosts.routed_out),
+        routed if unrouted is None else (*unrouted, *extra, config_file),
+    )

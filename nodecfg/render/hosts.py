@@ -14,7 +14,7 @@ import tomlkit
 
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import DesiredFile, FileKind
-from nodecfg.render.hostsfile import parse_hosts_file
+from nodecfg.render.hostsfile import HostEntry, parse_hosts_file
 from nodecfg.render.legacy import LegacyTLS
 from nodecfg.render.materials import Materials, material
 from nodecfg.spec import names, versions
@@ -48,6 +48,16 @@ def is_owned_hosts_toml(content: bytes) -> bool:
 
 
 @dataclass(frozen=True)
+class MirrorEndpoint:
+    """A mirror nodecfg renders, as containerd reaches it: what the daemon probes."""
+
+    registry: str  # the input's registries key (`*` included)
+    url: str  # the [host] key in hosts.toml (normalized URL): its identity for routing
+    entry: HostEntry  # scheme, host, API root, TLS files (host paths), as containerd reads them
+    fallback: bool  # the registry's own upstream stays after the mirrors
+
+
+@dataclass(frozen=True)
 class _Endpoint:
     url: str | None  # None: containerd's implicit upstream (`server` omitted)
     tls: EndpointTLS | None
@@ -78,6 +88,8 @@ class _Renderer:
         self.files: list[DesiredFile] = []
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.endpoints: list[MirrorEndpoint] = []
+        self.routed_out: list[str] = []
 
     def _file(self, name: str, content: bytes, kind: FileKind) -> str:
         path = posixpath.join(self.dir, name)
@@ -159,7 +171,41 @@ class _Renderer:
                 header[name] = list(values)
             out["header"] = header
 
-    def render(self, reg: Registry) -> None:
+    def _mirror_tables(self, reg: Registry, mirrors: list[_Endpoint]) -> dict[str, Any]:
+        """Every mirror's [host] table, out of rotation or not.
+
+        Its CA and client files stay written, so the daemon's probe reaches it as containerd
+        would, and putting it back is one hosts.toml write.
+        """
+        tables: dict[str, Any] = {}
+        for ep in mirrors:
+            assert ep.url is not None
+            t = tomlkit.table()
+            self._fields(ep, t)
+            tables[ep.url] = t
+            parsed = parse_hosts_file(
+                tomlkit.dumps({"host": {ep.url: t.unwrap()}}), namespace=names.WILDCARD, directory=self.dir, target=self.target
+            )
+            entry = next((e for e in parsed.entries if e.key == ep.url), None)
+            if entry is not None:
+                self.endpoints.append(MirrorEndpoint(self.key, ep.url, entry, reg.fallback))
+        return tables
+
+    def _in_rotation(self, reg: Registry, mirrors: list[_Endpoint], sick: frozenset[str]) -> list[_Endpoint]:
+        """The mirrors minus the sick ones; never none where the upstream is forbidden."""
+        healthy = [ep for ep in mirrors if ep.url not in sick]
+        if len(healthy) == len(mirrors):
+            return mirrors
+        if not healthy and not reg.fallback:
+            self.warnings.append(
+                f"registries.{self.key!r}: every mirror fails its health checks and fallback is false: "
+                "all are kept (there is nowhere else to pull from)"
+            )
+            return mirrors
+        self.routed_out.extend(ep.url for ep in mirrors if ep.url in sick and ep.url is not None)
+        return healthy
+
+    def render(self, reg: Registry, sick: frozenset[str] = frozenset()) -> None:
         loc = f"registries.{self.key!r}"
         mirrors = [
             _Endpoint(
@@ -173,6 +219,8 @@ class _Renderer:
             )
             for i, m in enumerate(reg.mirrors)
         ]
+        tables = self._mirror_tables(reg, mirrors)
+        mirrors = self._in_rotation(reg, mirrors, sick)
         if reg.fallback:
             if self.key == names.WILDCARD:
                 server = _Endpoint(None, reg, None, False, None, "", loc)
@@ -192,13 +240,15 @@ class _Renderer:
         doc.add(tomlkit.nl())
         if server.url is not None:
             doc["server"] = server.url
-        self._fields(server, doc)
+        if server.url in tables:  # fallback: false, the last mirror is the server
+            for k, v in tables[server.url].unwrap().items():
+                doc[k] = v
+        else:
+            self._fields(server, doc)
         host_table = tomlkit.table(is_super_table=bool(hosts))
         for ep in hosts:
             assert ep.url is not None
-            t = tomlkit.table()
-            self._fields(ep, t)
-            host_table[ep.url] = t
+            host_table[ep.url] = tables[ep.url]
         # containerd 1.6 ignores a hosts.toml with no [host] table at all ("invalid `host` tree",
         # containerd#10027): with no mirror to list, an empty [host] table keeps the file valid.
         doc["host"] = host_table
@@ -221,6 +271,16 @@ def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class RenderedHosts:
+    """hosts.toml and cert files for every registry, and the mirrors in them."""
+
+    files: list[DesiredFile]
+    warnings: list[str]
+    endpoints: list[MirrorEndpoint]  # every mirror, in rotation or not
+    routed_out: list[tuple[str, str]]  # (registry, url) left out of hosts.toml as sick
+
+
 def render_hosts(
     registries: Mapping[str, Registry],
     *,
@@ -228,17 +288,19 @@ def render_hosts(
     materials: Materials,
     target: ContainerdVersion,
     legacy_tls: Mapping[str, LegacyTLS],
-) -> tuple[list[DesiredFile], list[str]]:
-    """hosts.toml and cert files for every registry; returns (files, warnings); RenderError lists problems."""
-    files: list[DesiredFile] = []
-    warnings: list[str] = []
+    sick: Mapping[str, frozenset[str]] | None = None,
+) -> RenderedHosts:
+    """Render every registry; `sick` maps a registry to mirror URLs to leave out. RenderError lists problems."""
+    out = RenderedHosts([], [], [], [])
     problems: list[str] = []
     for key in sorted(registries):
         r = _Renderer(key, hosts_dir, materials, target, legacy_tls)
-        r.render(registries[key])
-        files.extend(r.files)
-        warnings.extend(r.warnings)
+        r.render(registries[key], (sick or {}).get(key, frozenset()))
+        out.files.extend(r.files)
+        out.warnings.extend(r.warnings)
+        out.endpoints.extend(r.endpoints)
+        out.routed_out.extend((key, url) for url in r.routed_out)
         problems.extend(r.problems)
     if problems:
         raise RenderError(problems)
-    return files, warnings
+    return out

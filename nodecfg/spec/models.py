@@ -192,6 +192,30 @@ class Mirror(EndpointTLS):
         return urlsplit(self.normalized_url()).netloc
 
 
+class MirrorHealth(_Strict):
+    """How the daemon checks mirrors and routes pulls around sick ones.
+
+    Each mirror endpoint is probed as containerd reaches it (same URL, TLS, name resolution);
+    after `outAfter` failed probes in a row it is left out of its registry's hosts.toml, after
+    `backAfter` good ones it is put back in its place. Only hosts.toml changes: never a restart.
+    """
+
+    enabled: bool = Field(default=True, description="Probe the mirrors and route around sick ones.")
+    interval: Duration = Field(default="5s", description="Time between two probes of one endpoint (jittered by up to 20 %).")
+    timeout: Duration = Field(default="2s", description="A probe that has no answer by then counts as failed (a hanging mirror).")
+    outAfter: int = Field(default=2, ge=1, le=100, description="Failed probes in a row that take an endpoint out.")
+    backAfter: int = Field(default=3, ge=1, le=100, description="Good probes in a row that put it back.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MirrorHealth:
+        interval, timeout = parse_duration(self.interval), parse_duration(self.timeout)
+        if not 0.1 <= interval <= 3600:
+            raise ValueError(f"interval must be between 100ms and 1h: {self.interval!r}")
+        if not 0 < timeout <= 60:
+            raise ValueError(f"timeout must be more than 0 and at most 60s: {self.timeout!r}")
+        return self
+
+
 class Registry(EndpointTLS):
     """How containerd reaches one registry (the host part of image references), or `*`."""
 
@@ -210,6 +234,9 @@ class Registry(EndpointTLS):
     plainHTTP: bool = Field(
         default=False,
         description='The registry itself speaks plain HTTP (`server = "http://..."`).',
+    )
+    health: MirrorHealth | None = Field(
+        default=None, description="Mirror health checks for this registry's mirrors (default: the top-level `mirrorHealth`)."
     )
 
     @model_validator(mode="after")
@@ -375,6 +402,15 @@ class Config(_Strict):
         "the rest of the file is kept byte for byte. containerd resolves registry names through it.",
     )
     restart: Restart = Field(default_factory=Restart, description="containerd restart policy.")
+    mirrorHealth: MirrorHealth = Field(
+        default_factory=MirrorHealth,
+        description="Mirror health checks for every registry without `health` of its own (the daemon only).",
+    )
+
+    def health_of(self, registry: str) -> MirrorHealth:
+        """The health-check settings that apply to `registry`'s mirrors."""
+        reg = self.registries.get(registry)
+        return reg.health if reg is not None and reg.health is not None else self.mirrorHealth
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -19,6 +19,7 @@ import platform
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -331,6 +332,124 @@ class RecordingProxy:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+class SwitchableProxy:
+    """A TCP proxy in front of a registry that fails the ways mirrors fail, switched at run time.
+
+    forward: pipe bytes to the registry; slow: the same after a delay; hang: accept and never
+    answer; refuse: nothing listens (connection refused); reset: accept and reset (RST); 503:
+    answer every request with 503. Switching closes the connections already open, as an outage
+    does (containerd keeps idle connections to a mirror).
+    """
+
+    MODES = ("forward", "slow", "hang", "refuse", "reset", "503")
+
+    def __init__(self, name: str, upstream: Registry, slow_s: float = 0.5) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.slow_s = slow_s
+        self.mode = "forward"
+        self.accepted: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._listen()
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}:{self.port}"
+
+    def _listen(self) -> None:
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        self._listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    def set(self, mode: str) -> None:
+        """Switch to `mode`; connections open now are closed (reset)."""
+        assert mode in self.MODES, mode
+        with self._lock:
+            old, self.mode = self.mode, mode
+            conns, self._open = self._open, []
+        for c in conns:
+            _reset(c)
+        if mode == "refuse" and old != "refuse" and self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        elif mode != "refuse" and self._listener is None:
+            self._listen()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.set("refuse")
+
+    def _accept(self, ls: socket.socket) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _addr = ls.accept()
+            except OSError:
+                return  # closed: refuse mode or stopped
+            with self._lock:
+                mode = self.mode
+                self.accepted[mode] = self.accepted.get(mode, 0) + 1
+                self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn, mode), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, mode: str) -> None:
+        try:
+            if mode == "reset":
+                _reset(conn)
+            elif mode == "hang":
+                while conn.recv(65536):
+                    pass
+            elif mode == "503":
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.close()
+            else:
+                if mode == "slow":
+                    time.sleep(self.slow_s)
+                up = socket.create_connection(("127.0.0.1", self.upstream.port), timeout=30)
+                with self._lock:
+                    self._open.append(up)
+                t = threading.Thread(target=_pipe, args=(up, conn), daemon=True)
+                t.start()
+                _pipe(conn, up)
+                t.join()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with SO_LINGER 0: the peer gets a reset, not a clean end."""
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        s.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,6 +98,19 @@ class DaemonProcess:
                 return float(line.rsplit(" ", 1)[1])
         raise AssertionError(f"no metric {name} in:\n{text}")
 
+    def metric_labeled(self, name: str, **labels: str) -> float:
+        """The sum of `name`'s samples that carry `labels` (all of them when none are given)."""
+        code, text = self.get("/metrics")
+        assert code == 200, text
+        want = [f'{k}="{v}"' for k, v in labels.items()]
+        samples = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") and all(w in line.split("}", 1)[0] for w in want)
+        ]
+        assert samples, f"no metric {name} with {labels} in:\n{text}"
+        return sum(samples)
+
     def events(self) -> list[dict[str, Any]]:
         out = []
         for line in self.log.read_text().splitlines():

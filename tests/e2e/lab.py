@@ -31,6 +31,7 @@ from tests.e2e.harness import (
     Image,
     RecordingProxy,
     Registry,
+    SwitchableProxy,
     build_oci_layout,
     free_port,
     hosts_entries,
@@ -52,7 +53,7 @@ def _become_subreaper() -> None:
 
 _become_subreaper()
 
-NAMES = ["plain.test", "upstream.test", "tls.test", "auth.test", "mtls.test", "headers.test", "dead.test"]
+NAMES = ["plain.test", "upstream.test", "tls.test", "auth.test", "mtls.test", "headers.test", "dead.test", "flaky.test"]
 AUTH_USER, AUTH_PASSWORD = "puller", "e2e-Pa55word-not-for-logs"
 
 # What each registry holds: (registry, repository:tag). Every image has unique content, so the
@@ -95,6 +96,7 @@ class Lab:
     mtls: Registry
     proxy: RecordingProxy
     dead: str  # host:port where connections are refused
+    flaky: SwitchableProxy  # in front of `plain`: forwards, or fails the ways mirrors fail
     images: dict[tuple[str, str], Image] = field(default_factory=dict)
 
     def image(self, registry: str, ref: str) -> Image:
@@ -102,7 +104,7 @@ class Lab:
 
     def registry_key(self, host: str) -> str | None:
         """Which lab registry serves content at host:port (the header proxy serves `plain`'s)."""
-        if host == self.proxy.host:
+        if host in (self.proxy.host, self.flaky.host):
             return "plain"
         for key in ("plain", "upstream", "tls", "auth", "mtls"):
             reg = getattr(self, key)
@@ -130,6 +132,7 @@ def open_lab() -> Iterator[Lab]:
     d = Path(tempfile.mkdtemp(prefix="nodecfg-e2e-lab-"))
     started: list[Registry] = []
     proxy: RecordingProxy | None = None
+    flaky: SwitchableProxy | None = None
     dead_sock = socket.socket()
     try:
         with hosts_entries(NAMES):
@@ -144,9 +147,10 @@ def open_lab() -> Iterator[Lab]:
             for key, reg in regs.items():
                 started.append(start_registry(d / key, reg, pki))
             proxy = RecordingProxy("headers.test", regs["plain"])
+            flaky = SwitchableProxy("flaky.test", regs["plain"])
             # Bound but never listening: connections are refused at once, and no one else takes the port.
             dead_sock.bind(("127.0.0.1", 0))
-            lab = Lab(d, pki, proxy=proxy, dead=f"dead.test:{dead_sock.getsockname()[1]}", **regs)
+            lab = Lab(d, pki, proxy=proxy, dead=f"dead.test:{dead_sock.getsockname()[1]}", flaky=flaky, **regs)
             layout = d / "layout"
             for key, ref in IMAGES:
                 tag = f"{key}-{ref.replace('/', '-').replace(':', '-')}"
@@ -158,6 +162,8 @@ def open_lab() -> Iterator[Lab]:
         dead_sock.close()
         if proxy is not None:
             proxy.stop()
+        if flaky is not None:
+            flaky.stop()
         for reg in started:
             if reg.proc is not None:
                 stop_process(reg.proc)
