@@ -19,7 +19,7 @@ from nodecfg import __version__
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, atomic_write, make_dirs, read_file
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
-from nodecfg.node.state import STATUS_FILE
+from nodecfg.node.state import STATUS_FILE, daemon_mirrors, mirror_note
 from nodecfg.plan import file_diff, redact
 from nodecfg.render.errors import RenderError
 from nodecfg.spec import names
@@ -470,7 +470,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if last.get("error"):
             print(f"error:           {last['error']}", file=out)
         for m in status.get("mirrors") or []:
-            state = "in rotation" if m.get("inRotation") else _mirror_note(m)
+            state = "in rotation" if m.get("inRotation") else mirror_note(m)
             print(
                 f"mirror:          {m.get('url')} ({m.get('registry')}): {state}; last probe {m.get('lastProbe') or '-'}",
                 file=out,
@@ -495,7 +495,11 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     paths = _paths(args)
     view = read_node_view(paths, detect_target(paths, args.containerd_version))
     result = explain(args.image, ref, view)
-    notes = [n for m in _daemon_mirrors(paths) if m.get("registry") in (ref.registry, names.WILDCARD) and (n := _mirror_note(m))]
+    notes = [
+        n
+        for m in daemon_mirrors(paths.real(paths.state_dir))
+        if m.get("registry") in (ref.registry, names.WILDCARD) and (n := mirror_note(m))
+    ]
     if args.output == "json":
         json.dump({**result.to_json(), "notes": notes}, out, indent=2)
         out.write("\n")
@@ -505,25 +509,6 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for n in notes:
             print(f"note:       {n}", file=out)
     return EXIT_OK
-
-
-def _daemon_mirrors(paths: NodePaths) -> list[dict[str, Any]]:
-    """The daemon's live view of the mirrors it probes (status.json), or none."""
-    info = read_file(os.path.join(paths.real(paths.state_dir), STATUS_FILE))
-    try:
-        mirrors = json.loads(info.content or b"{}").get("mirrors") or []
-    except (ValueError, AttributeError):
-        return []
-    return [m for m in mirrors if isinstance(m, dict)]
-
-
-def _mirror_note(m: dict[str, Any]) -> str:
-    """'mirror X (registry Y) out of rotation since T: reason' for a sick mirror, else ''."""
-    if m.get("inRotation", True):
-        return ""
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(m.get("since") or 0)))
-    where = "left out of hosts.toml" if not m.get("inHostsToml", False) else "kept in hosts.toml (nowhere else to pull from)"
-    return f"mirror {m.get('url')} ({m.get('registry')}) out of rotation since {since}, {where}: {m.get('reason')}"
 
 
 def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import find_binary, started_before_config
 from nodecfg.node.reach import host_and_port, node_hosts, reach
+from nodecfg.node.state import daemon_mirrors, mirror_note
 from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
 from nodecfg.render.explain import NodeView
 from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
@@ -228,6 +229,24 @@ def network_checks(paths: NodePaths, view: NodeView, timeout: float = PROBE_TIME
         return list(pool.map(run, probes.values()))
 
 
+def mirror_checks(paths: NodePaths) -> list[Check]:
+    """The daemon's live view: every mirror its health checks keep out of rotation."""
+    out = []
+    for m in daemon_mirrors(paths.real(paths.state_dir)):
+        note = mirror_note(m)
+        if note:
+            out.append(
+                Check(
+                    "mirror.out",
+                    Status.WARN,
+                    note,
+                    f"last probe: {m.get('lastProbe') or '-'}",
+                    "pulls go to the other mirrors or the registry meanwhile; it is put back after good probes",
+                )
+            )
+    return out
+
+
 def doctor(
     paths: NodePaths, view: NodeView, *, socket_real: str | None, network: bool, timeout: float = PROBE_TIMEOUT_S
 ) -> list[Check]:
@@ -240,6 +259,7 @@ def doctor(
         checks.append(cri_check(paths, socket_real, view, timeout))
     checks += hosts_checks(view)
     checks += permission_checks(paths, view)
+    checks += mirror_checks(paths)
     if network:
         checks += network_checks(paths, view, timeout)
     else:

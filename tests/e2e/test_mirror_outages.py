@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from tests.e2e.conftest import Lab, Node
+from tests.e2e.harness import run_nodecfg
 from tests.e2e.releases import Release
 
 FAST = "health: {interval: 300ms, timeout: 1s, outAfter: 2, backAfter: 2}"
@@ -45,6 +46,10 @@ def test_a_sick_mirror_is_routed_around_in_every_failure_mode_and_put_back(node:
             assert out and not out[0]["inRotation"] and not out[0]["inHostsToml"], out
             explained = node.explain(ref)
             assert any(f"http://{flaky.host}" in n and "out of rotation" in n for n in explained["notes"]), explained
+            if mode == "hang":
+                r = run_nodecfg("doctor", "-o", "json", "--no-network", "--no-cri", *node.nodecfg_args())
+                flagged = [c for c in json.loads(r.stdout)["checks"] if c["id"] == "mirror.out"]
+                assert flagged and flaky.host in flagged[0]["title"] and flagged[0]["status"] == "warn", r.stdout
             flaky.set("forward")
             d.wait_for(f"{mode}: the mirror back", lambda: flaky.host in hosts_toml(node, up), timeout=20)
             assert node.pull(ref) == mirror_id, mode
