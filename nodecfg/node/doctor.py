@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import os
+import posixpath
 import socket
 import ssl
 import stat
@@ -20,7 +21,15 @@ from dataclasses import dataclass
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import find_binary, started_before_config
 from nodecfg.node.fs import read_file
-from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
+from nodecfg.render.diagnose import (
+    Check,
+    Status,
+    config_checks,
+    endpoints_by_dir,
+    hosts_checks,
+    private_keys,
+    secret_header_files,
+)
 from nodecfg.render.explain import NodeView
 from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
 from nodecfg.spec import names
@@ -142,6 +151,20 @@ def permission_checks(paths: NodePaths, view: NodeView) -> list[Check]:
                         f"chmod o-w {d}",
                     )
                 )
+    for file, headers in secret_header_files(view).items():
+        m = _mode(paths.real(file))
+        if m is not None and m & 0o044:
+            owned = view.dirs[posixpath.dirname(file)].owned
+            out.append(
+                Check(
+                    "perm.hosts_secret",
+                    Status.FAIL,
+                    f"{file}: credentials ({', '.join(headers)} header) readable by other users (mode {stat.S_IMODE(m):04o})",
+                    "header values in hosts.toml are sent as they are: a bearer token or cookie there is a password",
+                    f"chmod 600 {file}"
+                    + (" (or `nodecfg apply`: it writes a hosts.toml with credentials 0600)" if owned else ""),
+                )
+            )
     for key in private_keys(view):
         m = _mode(paths.real(key))
         if m is not None and m & 0o004:
