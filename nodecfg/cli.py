@@ -20,7 +20,8 @@ from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, atomic_write, make_dirs, read_file
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.state import STATUS_FILE, daemon_mirrors, mirror_note
-from nodecfg.plan import file_diff, redact
+from nodecfg.plan import file_diff
+from nodecfg.plan.redaction import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.spec import names
 from nodecfg.spec.durations import parse_duration

@@ -87,6 +87,16 @@ def test_example_whole_tree(example, root, tmp_path):
     assert rc == 0
 
 
+def test_a_bearer_token_makes_hosts_toml_0600_and_its_removal_0644_again(root, tmp_path):
+    config = tmp_path / "registries.yaml"
+    hosts_toml = root / CERTS / "r.example/hosts.toml"
+    for header, mode in (("Authorization: 'Bearer t0ken'", 0o600), ("X-Team: payments", 0o644)):
+        config.write_text(f"version: 1\nregistries:\n  r.example:\n    headers: {{{header}}}\n")
+        rc, _out, err = run("apply", *node_args(root, config))
+        assert rc == 0, err
+        assert (hosts_toml.stat().st_mode & 0o777, header.split(":")[0] in hosts_toml.read_text()) == (mode, True)
+
+
 def test_removing_a_registry_removes_its_files_and_dirs_only(root, tmp_path):
     full = copy_example(tmp_path, "registries.yaml")
     foreign = root / CERTS / "mine.example"

@@ -156,6 +156,37 @@ def test_permissions(tmp_path):
     assert doctor(node, *OFFLINE)[0] == 0
 
 
+def test_hosts_toml_with_a_bearer_token_readable_by_others(tmp_path):
+    with_token = '[host."https://m.example"]\n  [host."https://m.example".header]\n  Authorization = "Bearer do-not-print-me"\n'
+    cookie_on_server = 'server = "https://c.example"\n[header]\nCookie = "session=do-not-print-me"\n[host]\n'
+    owned = "# Managed by nodecfg: do not edit.\n" + with_token
+    node = make_node(
+        tmp_path,
+        dirs={
+            "r.example": {"hosts.toml": with_token},
+            "c.example": {"hosts.toml": cookie_on_server},
+            "o.example": {"hosts.toml": owned},
+            "p.example": {"hosts.toml": STUB},
+        },
+    )
+    for d in ("r.example", "c.example", "o.example", "p.example"):
+        os.chmod(node / "etc/containerd/certs.d" / d / "hosts.toml", 0o644)
+    rc, r = doctor(node, *OFFLINE)
+    assert rc == 1
+    certs = "/etc/containerd/certs.d"
+    assert [(c["title"], c["fix"]) for c in by_id(r, "perm.hosts_secret")] == [
+        (f"{certs}/c.example/hosts.toml: credentials (Cookie header) readable by other users (mode 0644)", f"chmod 600 {certs}/c.example/hosts.toml"),
+        (f"{certs}/o.example/hosts.toml: credentials (Authorization header) readable by other users (mode 0644)", f"chmod 600 {certs}/o.example/hosts.toml (or `nodecfg apply`: it writes a hosts.toml with credentials 0600)"),
+        (f"{certs}/r.example/hosts.toml: credentials (Authorization header) readable by other users (mode 0644)", f"chmod 600 {certs}/r.example/hosts.toml"),
+    ]  # fmt: skip
+    assert not by_id(r, "perm.ok"), "credentials are open to other users: doctor must not say otherwise"
+    assert "do-not-print-me" not in json.dumps(r)
+    for d in ("r.example", "c.example", "o.example"):
+        os.chmod(node / "etc/containerd/certs.d" / d / "hosts.toml", 0o600)
+    rc, r = doctor(node, *OFFLINE)
+    assert rc == 0 and by_id(r, "perm.ok") and not by_id(r, "perm.hosts_secret")
+
+
 @pytest.fixture
 def registry_api() -> Iterator[str]:
     """A local HTTP server answering like a registry that wants credentials (401 on /v2/)."""

@@ -105,6 +105,19 @@ def test_ca_and_client_cert_files_beside_hosts_toml_with_host_paths():
     assert files["harbor.example/client.key"].kind is FileKind.CLIENT_KEY
 
 
+def test_hosts_toml_with_a_credential_header_is_private():
+    y = (
+        "version: 1\nregistries:\n"
+        "  plain.example:\n    headers: {X-Team: payments}\n"
+        "  token.example:\n    headers: {Authorization: 'Bearer t0ken'}\n"
+        "  docker.io:\n    mirrors:\n      - url: https://m.example\n        headers: {X-Registry-Token: t0ken}\n"
+    )
+    files, _ = hosts(y)
+    modes = {name: f.mode for name, f in files.items()}
+    # A mirror's header makes its registry's file private too: it is the file containerd reads.
+    assert modes == {"plain.example/hosts.toml": 0o644, "token.example/hosts.toml": 0o600, "docker.io/hosts.toml": 0o600}
+
+
 def test_mirror_tls_uses_its_own_files():
     y = (
         "version: 1\nregistries:\n  docker.io:\n    mirrors:\n      - url: 'https://m.example:8443'\n        skipVerify: true\n"

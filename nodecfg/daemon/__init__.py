@@ -44,7 +44,7 @@ from nodecfg.node.lock import StateLock
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError, RestartInterrupted
 from nodecfg.node.state import STATUS_FILE
-from nodecfg.plan import redact
+from nodecfg.plan.redaction import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
 from nodecfg.spec.durations import parse_duration

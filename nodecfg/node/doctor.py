@@ -7,6 +7,7 @@ follow from the files alone come from `render.diagnose`.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,15 @@ from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import find_binary, started_before_config
 from nodecfg.node.reach import host_and_port, node_hosts, reach
 from nodecfg.node.state import daemon_mirrors, mirror_note
-from nodecfg.render.diagnose import Check, Status, config_checks, endpoints_by_dir, hosts_checks, private_keys
+from nodecfg.render.diagnose import (
+    Check,
+    Status,
+    config_checks,
+    endpoints_by_dir,
+    hosts_checks,
+    private_keys,
+    secret_header_files,
+)
 from nodecfg.render.explain import NodeView
 from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
 from nodecfg.spec import names
@@ -138,6 +147,20 @@ def permission_checks(paths: NodePaths, view: NodeView) -> list[Check]:
                         f"chmod o-w {d}",
                     )
                 )
+    for file, headers in secret_header_files(view).items():
+        m = _mode(paths.real(file))
+        if m is not None and m & 0o044:
+            owned = view.dirs[posixpath.dirname(file)].owned
+            out.append(
+                Check(
+                    "perm.hosts_secret",
+                    Status.FAIL,
+                    f"{file}: credentials ({', '.join(headers)} header) readable by other users (mode {stat.S_IMODE(m):04o})",
+                    "header values in hosts.toml are sent as they are: a bearer token or cookie there is a password",
+                    f"chmod 600 {file}"
+                    + (" (or `nodecfg apply`: it writes a hosts.toml with credentials 0600)" if owned else ""),
+                )
+            )
     for key in private_keys(view):
         m = _mode(paths.real(key))
         if m is not None and m & 0o004:

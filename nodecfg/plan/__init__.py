@@ -5,11 +5,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import posixpath
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from nodecfg.plan.redaction import redact_toml, redact_values
 from nodecfg.render import Rendered
 from nodecfg.render.files import FileKind
 from nodecfg.render.hosts import is_owned_hosts_toml, kind_of_file_name
@@ -162,38 +162,23 @@ def make_plan(
     return Plan(tuple(writes + deletes), new_owned, tuple(warnings))
 
 
-# ---- diffs, with secrets redacted -------------------------------------------------------------
-
-REDACTED = "<redacted>"
-_SECRET_KEY_RE = re.compile(
-    r"""(?P<key>(?:^|[\s,{])(?:["']?)(?:password|auth|identitytoken|identity_token|registrytoken|token)(?:["']?)\s*=\s*)(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|\{[^}]*\}|[^\s,}]+)""",
-    re.IGNORECASE,
-)
-_SECRET_HEADER_RE = re.compile(
-    r"""^(?P<key>\s*["']?(?:authorization|proxy-authorization|cookie|x-api-key|x-auth-token)["']?\s*=\s*).*$""",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Hide credential values in TOML text: by key name, by header name, and every known secret."""
-    out_lines = []
-    for raw in text.splitlines(keepends=True):
-        line = _SECRET_KEY_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', raw)
-        line = _SECRET_HEADER_RE.sub(lambda m: f'{m.group("key")}["{REDACTED}"]', line.rstrip("\n")) + (
-            "\n" if line.endswith("\n") else ""
-        )
-        out_lines.append(line)
-    out = "".join(out_lines)
-    for s in sorted(secrets, key=len, reverse=True):
-        out = out.replace(s, REDACTED)
-    return out
+# Files whose secrets are found by parsing them; the others (CA and cert PEM, /etc/hosts) hold none
+# of their own, so only the known secrets are hidden there.
+_TOML_KINDS = frozenset({FileKind.HOSTS, FileKind.CONTAINERD_CONFIG})
 
 
 def _text(data: bytes | None) -> str:
     if data is None:
         return ""
     return data.decode("utf-8", errors="replace")
+
+
+def _redacted(kind: FileKind, before: str, after: str, secrets: Iterable[str]) -> tuple[str, str]:
+    """Both sides with every secret hidden; a secret found on one side is hidden on the other too."""
+    if kind not in _TOML_KINDS:
+        return redact_values(before, secrets), redact_values(after, secrets)
+    a, b = redact_toml((before, after), secrets)
+    return a, b
 
 
 def file_diff(op: Operation, before: bytes | None, secrets: Iterable[str]) -> str:
@@ -204,7 +189,7 @@ def file_diff(op: Operation, before: bytes | None, secrets: Iterable[str]) -> st
         what = "created" if before is None else ("deleted" if op.action is Action.DELETE else "changed")
         return f"--- {label_a}\n+++ {label_b}\n(private key file {what}; content not shown)\n"
     after = op.content if op.action is Action.WRITE else None
-    a, b = redact(_text(before), secrets), redact(_text(after), secrets)
+    a, b = _redacted(op.kind, _text(before), _text(after), secrets)
     lines = list(difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True), label_a, label_b))
     if not lines:
         if before == after:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,10 +19,10 @@ from nodecfg.render.legacy import Legacy, endpoint_to_mirror
 from nodecfg.render.materials import Materials
 from nodecfg.spec import names
 from nodecfg.spec.models import Config, Registry
+from nodecfg.spec.secrets import is_secret_header, secret_values
 from nodecfg.spec.versions import ContainerdTarget, VersionSource, supports_default_namespace
 
 __all__ = ["Layout", "RenderError", "Rendered", "render"]
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,21 @@ def _legacy_registries(legacy: Legacy, where: str, problems: list[str], warnings
     return out
 
 
-def _secrets(config: Config, auth_secrets: list[str]) -> frozenset[str]:
-    out = {s for s in auth_secrets if len(s) >= 3}
+def _secrets(config: Config, auth_secrets: list[str], config_texts: tuple[str, ...]) -> frozenset[str]:
+    """Every secret an output could show: the input's, and those config.toml holds before and after.
+
+    The node's own credentials (written by hand or by another tool) are included, so a message or
+    diff that quotes config.toml hides them too.
+    """
+    out = set(auth_secrets)
     for reg in config.registries.values():
         for ep in (reg, *reg.mirrors):
             for name, values in ep.headers.items():
-                if name.lower() in _SECRET_HEADERS:
-                    out.update(v for v in values if len(v) >= 3)
+                if is_secret_header(name):
+                    out.update(values)
+    for text in config_texts:
+        with contextlib.suppress(tomllib.TOMLDecodeError):  # an unparsable file was refused above
+            out |= secret_values(tomllib.loads(text))
     return frozenset(out)
 
 
@@ -170,7 +180,7 @@ def render(
         raise RenderError([str(e)]) from None
     if etc_hosts is not None:
         files = [*files, DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
-    secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()])
+    secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()], (current_config or "", edit.text))
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
     extra = [f for f in files if f.kind is FileKind.ETC_HOSTS]
     routed = (*files, config_file)

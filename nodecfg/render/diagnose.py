@@ -14,6 +14,7 @@ from typing import Any
 from nodecfg.render.explain import NodeView, candidate_dirs
 from nodecfg.render.hostsfile import HTTPS_FIRST, HostEntry, entries_reading_files, parse_hosts_file
 from nodecfg.spec import names, versions
+from nodecfg.spec.secrets import is_secret_header
 
 
 class Status(str, Enum):
@@ -122,6 +123,22 @@ def private_keys(view: NodeView) -> list[str]:
         for e in entries_reading_files(d.hosts_toml, directory=path, target=view.target.version):
             keys.update(k or c for c, k in e.client)
     return sorted(keys)
+
+
+def secret_header_files(view: NodeView) -> dict[str, tuple[str, ...]]:
+    """Every hosts.toml that sends a credential-bearing header (Authorization, Cookie, ...), with those names.
+
+    Any directory, used or not: the file's permissions matter wherever it is.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for path, d in sorted(view.dirs.items()):
+        if d.hosts_toml is None:
+            continue
+        entries = entries_reading_files(d.hosts_toml, directory=path, target=view.target.version)
+        secret = sorted({n for e in entries for n in e.header_names if is_secret_header(n)}, key=str.lower)
+        if secret:
+            out[posixpath.join(path, "hosts.toml")] = tuple(secret)
+    return out
 
 
 def hosts_checks(view: NodeView) -> list[Check]:

@@ -19,6 +19,7 @@ from nodecfg.render.legacy import LegacyTLS
 from nodecfg.render.materials import Materials, material
 from nodecfg.spec import names, versions
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
+from nodecfg.spec.secrets import is_secret_header
 from nodecfg.spec.versions import ContainerdVersion
 
 OWNER_MARK = "# Managed by nodecfg"
@@ -86,14 +87,15 @@ class _Renderer:
         self.target = target
         self.legacy_tls = legacy_tls
         self.files: list[DesiredFile] = []
+        self.holds_secret = False  # a credential-bearing header value: the hosts.toml is 0600
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.endpoints: list[MirrorEndpoint] = []
         self.routed_out: list[str] = []
 
-    def _file(self, name: str, content: bytes, kind: FileKind) -> str:
+    def _file(self, name: str, content: bytes, kind: FileKind, *, secret: bool = False) -> str:
         path = posixpath.join(self.dir, name)
-        mode = 0o600 if kind is FileKind.CLIENT_KEY else 0o644
+        mode = 0o600 if secret or kind is FileKind.CLIENT_KEY else 0o644
         self.files.append(DesiredFile(path, _with_newline(content), mode, kind))
         return path
 
@@ -169,6 +171,7 @@ class _Renderer:
             header = tomlkit.table()
             for name, values in ep.tls.headers.items():
                 header[name] = list(values)
+                self.holds_secret = self.holds_secret or is_secret_header(name)
             out["header"] = header
 
     def _mirror_tables(self, reg: Registry, mirrors: list[_Endpoint]) -> dict[str, Any]:
@@ -254,7 +257,9 @@ class _Renderer:
         doc["host"] = host_table
         text = doc.as_string()
         self.problems.extend(f"{self.dir}/hosts.toml (rendered): {p}" for p in check_hosts_toml(text, self.target))
-        self._file(HOSTS_TOML, text.encode(), FileKind.HOSTS)
+        # containerd reads hosts.toml as root; only a bearer token or cookie in it makes it secret
+        # (config.toml with credentials is 0600 for the same reason).
+        self._file(HOSTS_TOML, text.encode(), FileKind.HOSTS, secret=self.holds_secret)
 
 
 def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:

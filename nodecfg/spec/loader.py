@@ -14,12 +14,9 @@ from pydantic import ValidationError
 
 from nodecfg.spec import formats
 from nodecfg.spec.models import Config
+from nodecfg.spec.secrets import SECRET_FIELDS, is_secret_header
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
-# Fields whose value must never be echoed in an error message.
-SECRET_FIELDS = frozenset({"password", "auth", "identitytoken", "identityToken"})
-# Header names whose values are credentials (compared case-insensitively).
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
 PathT = tuple[str | int, ...]
 
 
@@ -105,8 +102,16 @@ def format_location(path: PathT) -> str:
     return out or "(top level)"
 
 
+def _is_secret_place(path: PathT) -> bool:
+    """A credential field, or a value of a credential-bearing header (`headers.<name>`)."""
+    for i, p in enumerate(path):
+        if isinstance(p, str) and (p in SECRET_FIELDS or (i > 0 and path[i - 1] == "headers" and is_secret_header(p))):
+            return True
+    return False
+
+
 def _show_value(path: PathT, value: Any) -> str:
-    if any(isinstance(p, str) and (p in SECRET_FIELDS or p.lower() in SECRET_HEADERS) for p in path):
+    if _is_secret_place(path):
         return "<redacted>"
     if isinstance(value, (dict, list)):
         return ""
