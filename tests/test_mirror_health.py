@@ -189,3 +189,21 @@ def test_checker_probes_on_its_own_thread_and_reports_transitions():
         started = time.monotonic()
         checker.stop()
         assert time.monotonic() - started < 5
+
+
+def test_a_restart_during_an_outage_keeps_the_sick_mirror_out_until_probes_say_it_is_well():
+    events: queue.SimpleQueue[Transition] = queue.SimpleQueue()
+    checker = MirrorChecker(NodePaths(root="/nonexistent"), events.put, lambda ep, t: OK)
+    checker.seed([{"registry": "docker.io", "url": "https://a.example", "inRotation": False, "since": 5.0, "reason": "2 failed"}])
+    # The first render after the start already leaves it out, before any probe ran.
+    assert checker.sick() == {"docker.io": frozenset({"https://a.example"})}
+    checker.update(rendered().endpoints, {"docker.io": MirrorHealth(interval="100ms", backAfter=2), "quay.io": MirrorHealth()})
+    view = {v["url"]: v for v in checker.view()}
+    assert not view["https://a.example"]["inRotation"] and view["https://a.example"]["since"] == 5.0
+    assert "before this start: 2 failed" in view["https://a.example"]["reason"]
+    checker.start()
+    try:
+        t = events.get(timeout=5)
+        assert (t.url, t.to) == ("https://a.example", "back")
+    finally:
+        checker.stop()

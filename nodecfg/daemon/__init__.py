@@ -43,7 +43,7 @@ from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import StateLock
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError, RestartInterrupted
-from nodecfg.node.state import STATUS_FILE
+from nodecfg.node.state import STATUS_FILE, daemon_mirrors
 from nodecfg.plan.redaction import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
@@ -602,6 +602,7 @@ class Daemon:
                 self.server.start()
                 log.info("listening", address=f"{self.o.listen[0]}:{self.server.port}")
             self._load_durable()
+            self.mirrors.seed(daemon_mirrors(self.state_real))
             if self.pending is not None and self.pending.input_hash in self.bad:
                 # Killed in the middle of a rollback: finish it before anything else.
                 self._rollback(self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())

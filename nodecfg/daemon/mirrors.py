@@ -136,6 +136,18 @@ class MirrorChecker:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pinned: dict[str, str] = {}
+        self._seed: dict[Key, tuple[float, str]] = {}
+
+    def seed(self, view: Sequence[Mapping[str, Any]]) -> None:
+        """Start the endpoints out that the last daemon had out of rotation (its status.json).
+
+        A restart during an outage must not put a hanging mirror back until probes say it is well.
+        """
+        for m in view:
+            if not m.get("inRotation", True) and isinstance(m.get("registry"), str) and isinstance(m.get("url"), str):
+                since = m.get("since")
+                when = float(since) if isinstance(since, (int, float)) else time.time()
+                self._seed[(m["registry"], m["url"])] = (when, f"out of rotation before this start: {m.get('reason') or '?'}")
 
     def _reach(self, ep: MirrorEndpoint, timeout: float) -> Reached:
         return reach(ep.entry, self._pinned, self.paths, timeout, agent="nodecfg-health")
@@ -154,8 +166,13 @@ class MirrorChecker:
                     old.endpoint, old.settings = ep, s
                     fresh[(ep.registry, ep.url)] = old
                 else:
-                    fresh[(ep.registry, ep.url)] = EndpointHealth(ep, s, due=now)
+                    h = EndpointHealth(ep, s, due=now)
+                    seeded = self._seed.pop((ep.registry, ep.url), None)
+                    if seeded is not None:
+                        h.in_rotation, (h.since, h.reason) = False, seeded
+                    fresh[(ep.registry, ep.url)] = h
             self.health = fresh
+            self._seed.clear()  # seeds apply to the input the daemon started with, only
         self._wake.set()
 
     def sick(self) -> dict[str, frozenset[str]]:
@@ -165,6 +182,8 @@ class MirrorChecker:
             for (registry, url), h in self.health.items():
                 if not h.in_rotation:
                     out.setdefault(registry, set()).add(url)
+            for registry, url in self._seed:  # before the first update
+                out.setdefault(registry, set()).add(url)
         return {k: frozenset(v) for k, v in out.items()}
 
     def view(self) -> list[dict[str, Any]]:
