@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
@@ -18,6 +20,7 @@ import structlog
 from nodecfg import __version__
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, atomic_write, make_dirs, read_file
+from nodecfg.node.lock import DAEMON_LOCK, DEFAULT_WAIT_S, NODE_LOCK, LockWaitStopped, StateLock, Waiting
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.state import STATUS_FILE, daemon_mirrors, mirror_note
 from nodecfg.plan import file_diff
@@ -35,10 +38,12 @@ DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
 DEFAULT_UNIT = "containerd.service"
 UNINSTALL_HEALTH_TIMEOUT_S = 60.0  # the input's restart.healthTimeout default; uninstall has no input
+DEFAULT_WAIT_TIMEOUT = f"{DEFAULT_WAIT_S / 60:g}m"
 log = structlog.get_logger("nodecfg")
 
 if TYPE_CHECKING:
     from nodecfg.node.restart import Restarter
+    from nodecfg.node.uninstall import Uninstall
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -111,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
         help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
     )
     g.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
+    lock_opts = argparse.ArgumentParser(add_help=False)
+    g = lock_opts.add_argument_group("another nodecfg on this node")
+    g.add_argument(
+        "--wait",
+        action="store_true",
+        help="queue behind another nodecfg that holds the node lock (run: another daemon) instead of exiting with 2",
+    )
+    g.add_argument(
+        "--wait-timeout",
+        default=_env("NODECFG_WAIT_TIMEOUT", DEFAULT_WAIT_TIMEOUT),
+        help="give up waiting after this long; 0: no limit (SIGTERM/SIGINT always end the wait) "
+        "(env NODECFG_WAIT_TIMEOUT; default %(default)s)",
+    )
     parser = argparse.ArgumentParser(
         prog="nodecfg",
         description="Render, diff and apply containerd registry configuration (hosts.toml, config.toml) from one registries.yaml.",
@@ -124,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="colour the diff (auto: on a terminal, unless NO_COLOR)",
     )
-    p = sub.add_parser("apply", parents=[common], help="write the changes to the node")
+    p = sub.add_parser("apply", parents=[common, lock_opts], help="write the changes to the node")
     p.add_argument(
         "--restart",
         choices=["never"],
@@ -143,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "run",
-        parents=[common, restart_opts],
+        parents=[common, restart_opts, lock_opts],
         help="the daemon: follow the input, apply hot changes at once, restart containerd safely for cold ones",
     )
     p.add_argument(
@@ -157,7 +175,6 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("NODECFG_LISTEN", ":9808"),
         help="address for /healthz, /readyz and /metrics, or 'none' (env NODECFG_LISTEN; default %(default)s)",
     )
-    p.add_argument("--wait", action="store_true", help="wait for another nodecfg on this node to finish instead of exiting")
     p = sub.add_parser("status", parents=[common], help="what the daemon did last (from the state dir)")
     p = sub.add_parser(
         "explain",
@@ -189,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "uninstall",
-        parents=[common, restart_opts],
+        parents=[common, restart_opts, lock_opts],
         help="take nodecfg off the node: remove its files, restore the originals it kept, undo its config.toml edits",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
@@ -214,6 +231,42 @@ def _paths(args: argparse.Namespace) -> NodePaths:
         state_dir=args.state_dir,
         containerd_socket=args.containerd_socket,
     )
+
+
+def _wait_timeout(args: argparse.Namespace) -> float:
+    try:
+        return parse_duration(args.wait_timeout)
+    except ValueError as e:
+        raise NodeError(f"--wait-timeout {args.wait_timeout!r}: {e}") from None
+
+
+@contextlib.contextmanager
+def _signals_end_the_wait() -> Iterator[Callable[[], bool]]:
+    """While queueing for a lock, SIGTERM/SIGINT end the wait with a message instead of a traceback."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield stopped.is_set
+        return
+    old = {s: signal.signal(s, lambda _s, _f: stopped.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stopped.is_set
+    finally:
+        for s, h in old.items():
+            if h is not None:
+                signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _holding(args: argparse.Namespace, paths: NodePaths, purpose: str, *names: str) -> Iterator[None]:
+    """Hold the state dir's locks `names` (taken in this order) for the block; --wait queues behind holders."""
+    with contextlib.ExitStack() as held:
+        with _signals_end_the_wait() as stopped:
+            wait = Waiting.up_to(_wait_timeout(args), stopped) if args.wait else None
+            for name in names:
+                held.enter_context(StateLock(paths.real(paths.state_dir), purpose, name=name, wait=wait))
+            if stopped():  # the signal came as the last lock was taken: still honour it
+                raise LockWaitStopped("stopped by SIGTERM/SIGINT before anything was changed")
+        yield
 
 
 def _configure_logging(stream: TextIO) -> None:
@@ -307,15 +360,16 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write the plan to the node; report whether a containerd restart is needed."""
     paths = _paths(args)
-    recovered = recover_node(paths)
-    if recovered:
-        log.warning("recovered", what=recovered)
-    started = time.monotonic()
-    p = prepare(paths, args.config, args.containerd_version, input_format=args.input_format)
-    if args.output == "text":
-        _print_warnings(p, err)
-    if p.plan.operations:
-        apply(p)
+    with _holding(args, paths, "nodecfg apply", NODE_LOCK):
+        recovered = recover_node(paths)
+        if recovered:
+            log.warning("recovered", what=recovered)
+        started = time.monotonic()
+        p = prepare(paths, args.config, args.containerd_version, input_format=args.input_format)
+        if args.output == "text":
+            _print_warnings(p, err)
+        if p.plan.operations:
+            apply(p)
     duration = round(time.monotonic() - started, 4)
     ops = [op.describe() for op in p.plan.operations]
     log.info(
@@ -435,6 +489,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         resync_s=resync,
         listen=listen,
         wait_for_lock=args.wait,
+        lock_timeout_s=_wait_timeout(args),
         input_format=args.input_format,
     )
     return Daemon(opts).run()
@@ -587,33 +642,34 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_DIFFERS if failed else EXIT_OK
 
 
+def _print_uninstall(u: Uninstall, out: TextIO, err: TextIO) -> None:
+    for note in u.notes:
+        print(f"note: {note}", file=err)
+    for op in u.plan.operations:
+        print(op.describe(), file=out)
+
+
 def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Remove nodecfg from the node; restart containerd only if config.toml changed."""
     from nodecfg.node.cri import wait_healthy  # noqa: PLC0415 (grpc only when a restart is checked)
-    from nodecfg.node.lock import StateLock  # noqa: PLC0415
     from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart  # noqa: PLC0415
     from nodecfg.node.uninstall import carry_out, plan_uninstall  # noqa: PLC0415
 
     paths = _paths(args)
     restarter = _restarter(args, paths)
-    lock = StateLock(paths.real(paths.state_dir), "nodecfg uninstall")
-    if os.path.isdir(paths.real(paths.state_dir)) and not args.dry_run:
-        lock.acquire()
-    try:
+    if args.dry_run:  # a read: no lock, no recovery
+        u = plan_uninstall(paths, args.containerd_version, force_original=args.force_original)
+        _print_uninstall(u, out, err)
+        print(f"dry run: {len(u.plan.operations)} change(s) not made", file=out)
+        return EXIT_OK
+    # The daemon lock too: a daemon left running would put nodecfg straight back.
+    with _holding(args, paths, "nodecfg uninstall", DAEMON_LOCK, NODE_LOCK):
         recovered = recover_node(paths)
         if recovered:
             log.warning("recovered", what=recovered)
         u = plan_uninstall(paths, args.containerd_version, force_original=args.force_original)
-        for note in u.notes:
-            print(f"note: {note}", file=err)
-        for op in u.plan.operations:
-            print(op.describe(), file=out)
-        if args.dry_run:
-            print(f"dry run: {len(u.plan.operations)} change(s) not made", file=out)
-            return EXIT_OK
+        _print_uninstall(u, out, err)
         carry_out(paths, u)
-    finally:
-        lock.release()
     print(f"nodecfg removed from the node ({len(u.plan.operations)} change(s)); state dir {paths.state_dir} removed", file=out)
     log.info(
         "uninstall",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,34 @@ def tree(root: Path) -> dict[str, tuple[int, bytes]]:
             p = Path(dirpath) / name
             out[str(p.relative_to(root))] = (p.stat().st_mode & 0o777, p.read_bytes())
     return out
+
+
+def whole_tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every directory, file and symlink under root: kind and mode, a file's bytes, a link's target.
+
+    Unlike `tree`, a stray empty directory or a changed directory mode shows.
+    """
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), p.read_bytes())
+    return out
+
+
+def lived_in(root: Path) -> Path:
+    """The example node plus what every real node has: /var/lib (the state dir's parent) and /etc/hosts."""
+    (root / "var/lib").mkdir(parents=True, exist_ok=True)
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    (root / "etc/containerd/config.toml").chmod(0o644)
+    return root
 
 
 def mtimes(root: Path) -> dict[str, int]:

@@ -60,7 +60,7 @@ def test_example_whole_tree(example, root, tmp_path):
     assert rc == 0, err
     after = tree(root)
     added = set(after) - set(before)
-    assert added == EXPECTED_FILES[example] | {f"{STATE}/state.json", ORIGINAL}
+    assert added == EXPECTED_FILES[example] | {f"{STATE}/state.json", f"{STATE}/lock", ORIGINAL}
     assert set(before) - set(after) == set()
     # The only file changed in place is config.toml, and its original is kept byte for byte.
     changed = {p for p in before if before[p] != after[p]}
@@ -78,11 +78,12 @@ def test_example_whole_tree(example, root, tmp_path):
     assert (after["etc/containerd/config.toml"][0] == 0o600) == holds_auth
     assert "restart required: yes" in out
 
-    # A second apply writes nothing, and diff says in sync.
+    # A second apply writes nothing (but its name in the lock file), and diff says in sync.
     stamps = mtimes(root)
     rc, out, _ = run("apply", *node_args(root, config))
     assert rc == 0 and "in sync" in out
-    assert mtimes(root) == stamps
+    lock = f"{STATE}/lock"
+    assert {k: v for k, v in mtimes(root).items() if k != lock} == {k: v for k, v in stamps.items() if k != lock}
     rc, _, _ = run("diff", *node_args(root, config))
     assert rc == 0
 
@@ -153,7 +154,8 @@ def test_invalid_input_changes_nothing(root, tmp_path):
     rc, _, err = run("apply", *node_args(root, bad))
     assert rc == 2
     assert "nothing was changed on the node" in err
-    assert tree(root) == before
+    # Only the node lock was taken (its file is empty again: nobody holds it).
+    assert tree(root) == {**before, f"{STATE}/lock": (0o600, b"")}
 
 
 def test_crash_after_journal_is_finished_by_the_next_run(root, tmp_path, monkeypatch):
@@ -166,7 +168,8 @@ def test_crash_after_journal_is_finished_by_the_next_run(root, tmp_path, monkeyp
     real_replace = os.replace
 
     def crash_on_third(src, dst):
-        calls["n"] += 1
+        if STATE not in src:  # the renames of node files, not of the journal or originals
+            calls["n"] += 1
         if calls["n"] == 3 and src.endswith(".nodecfg-tmp"):
             raise KeyboardInterrupt("simulated crash")
         return real_replace(src, dst)
@@ -182,23 +185,57 @@ def test_crash_after_journal_is_finished_by_the_next_run(root, tmp_path, monkeyp
     assert prepare(paths, str(config), "1.6.20").plan.operations == ()
 
 
-def test_crash_before_journal_leaves_old_files_and_temp_files_are_cleaned(root, tmp_path, monkeypatch):
+def test_a_kill_while_staging_is_undone_dirs_included(root, tmp_path, monkeypatch):
+    """Killed after staging created directories and temp files, before the commit (finding 5 of #13)."""
+    config = copy_example(tmp_path, "registries.yaml")
+    paths = NodePaths(root=str(root))
+    before = tree(root)
+    dirs_before = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+    p = prepare(paths, str(config), "1.6.20")
+    import nodecfg.node.apply as apply_mod
+
+    real_write = apply_mod.write_journal
+
+    def killed_at_commit(real_state, entry):
+        if type(entry).__name__ == "Commit":
+            raise KeyboardInterrupt("simulated kill")
+        real_write(real_state, entry)
+
+    monkeypatch.setattr(apply_mod, "write_journal", killed_at_commit)
+    with pytest.raises(KeyboardInterrupt):
+        apply(p)
+    monkeypatch.undo()
+    assert list(root.rglob("*.nodecfg-tmp")) and (root / CERTS / "harbor.corp.example").is_dir()
+    assert recover_node(paths) == "undid the staging of an interrupted apply"
+    assert not (root / STATE / "journal.json").exists()
+    after = {k: v for k, v in tree(root).items() if not k.startswith(STATE)}
+    assert after == before
+    dirs_after = {
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir() and not str(p.relative_to(root)).startswith(STATE)
+    }
+    assert dirs_after == dirs_before | {"var", "var/lib"}  # the state dir's parents: a node has them
+
+
+def test_a_failed_staging_removes_what_it_created(root, tmp_path, monkeypatch):
     config = copy_example(tmp_path, "registries.yaml")
     paths = NodePaths(root=str(root))
     before = tree(root)
     p = prepare(paths, str(config), "1.6.20")
     import nodecfg.node.apply as apply_mod
 
-    def crash(*_a, **_k):
-        raise KeyboardInterrupt("simulated crash")
+    real_write_temp = apply_mod.write_temp
 
-    monkeypatch.setattr(apply_mod, "atomic_write", lambda path, *a: crash() if path.endswith("journal.json") else None)
-    with pytest.raises(KeyboardInterrupt):
+    def disk_full_at_the_key(real, content, mode):
+        if real.endswith("client.key"):
+            raise apply_mod.NodeError(f"write {real}: No space left on device")
+        return real_write_temp(real, content, mode)
+
+    monkeypatch.setattr(apply_mod, "write_temp", disk_full_at_the_key)
+    with pytest.raises(apply_mod.NodeError, match="No space left"):
         apply(p)
-    monkeypatch.undo()
-    assert "removed" in (recover_node(paths) or "")
-    after = {k: v for k, v in tree(root).items() if not k.startswith(STATE)}
-    assert after == before
+    assert not (root / CERTS).exists()
+    assert not (root / STATE / "journal.json").exists()
+    assert {k: v for k, v in tree(root).items() if not k.startswith(STATE)} == before
 
 
 def test_symlinked_config_is_written_through_and_stays_inside_the_root(root, tmp_path):

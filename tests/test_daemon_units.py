@@ -59,14 +59,12 @@ def test_spread_is_stable_per_node_and_within_bounds() -> None:
 
 
 def test_lock_names_its_holder(tmp_path: Path) -> None:
-    first = StateLock(str(tmp_path), "nodecfg run on n1")
-    first.acquire()
-    with pytest.raises(LockHeld, match=rf"pid {os.getpid()} .*nodecfg run on n1.*--wait"):
-        StateLock(str(tmp_path), "second").acquire()
-    first.release()
-    second = StateLock(str(tmp_path), "second")
-    second.acquire()  # free again
-    second.release()
+    held = rf"is held by pid {os.getpid()} .*nodecfg run on n1.*--wait"
+    with StateLock(str(tmp_path), "nodecfg run on n1"), pytest.raises(LockHeld, match=held), StateLock(str(tmp_path), "second"):
+        pass
+    with StateLock(str(tmp_path), "second"):  # free again
+        pass
+    assert (tmp_path / "lock").read_text() == ""  # a free lock names nobody
 
 
 def test_watched_dirs_cover_the_input_and_what_it_references(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -54,21 +53,52 @@ def test_legacy_settings_come_back_and_foreign_files_are_restored(root: Path, tm
     assert tree(root) == before
 
 
-def test_edits_made_after_nodecfg_are_kept(root: Path, tmp_path: Path) -> None:
-    config = copy_example(tmp_path, "registries.yaml")
-    assert run("apply", *args(root, config))[0] == 0
+WITH_REGISTRY_TABLE = DEBIAN_CONFIG.replace(
+    '      conf_dir = "/etc/cni/net.d"\n',
+    '      conf_dir = "/etc/cni/net.d"\n  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = ""\n',
+)
+USER_EDITS = {
+    "a changed value": lambda t: t.replace('bin_dir = "/usr/lib/cni"', 'bin_dir = "/opt/cni/bin"'),
+    "a comment at the end": lambda t: t + "\n# tuned by hand\n",
+    "a table at the end": lambda t: t + '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "zfs"\n',
+    "a line at the top": lambda t: "# edited by hand\n" + t,
+}
+
+
+@pytest.mark.parametrize("edit", sorted(USER_EDITS))
+@pytest.mark.parametrize("original", [DEBIAN_CONFIG, WITH_REGISTRY_TABLE], ids=["no-registry-table", "registry-table"])
+@pytest.mark.parametrize("example", ["registries.yaml", "dockerhub-mirror.yaml"])
+def test_edits_made_after_nodecfg_are_kept_and_nothing_else_stays(
+    root: Path, tmp_path: Path, example: str, original: str, edit: str
+) -> None:
+    """Finding 9 of #13: the user's edit stays, nodecfg's tables go without a trace, the mode comes back."""
     cfg = root / CONFIG
-    cfg.write_text(cfg.read_text().replace('bin_dir = "/usr/lib/cni"', 'bin_dir = "/opt/cni/bin"'))
+    cfg.write_text(original)
+    cfg.chmod(0o644)
+    config = copy_example(tmp_path, example)
+    assert run("apply", *args(root, config))[0] == 0
+    assert cfg.stat().st_mode & 0o777 == (0o600 if example == "registries.yaml" else 0o644)
+    cfg.write_text(USER_EDITS[edit](cfg.read_text()))
     rc, _out, err = uninstall(root, config)
     assert rc == 0, err
     assert "changed after nodecfg's last write" in err
-    # Same settings as the original plus the admin's edit; nodecfg's tables are gone. (Byte for byte
-    # only when nobody touched the file: a blank line tomlkit put before nodecfg's table may stay.)
-    expected = DEBIAN_CONFIG.replace('bin_dir = "/usr/lib/cni"', 'bin_dir = "/opt/cni/bin"')
-    assert tomllib.loads(cfg.read_text()) == tomllib.loads(expected)
-    assert [ln for ln in cfg.read_text().splitlines() if ln.strip()] == [ln for ln in expected.splitlines() if ln.strip()]
+    assert cfg.read_text() == USER_EDITS[edit](original)  # byte for byte: no blank line left behind
+    assert cfg.stat().st_mode & 0o777 == 0o644
     assert not (root / "var/lib/nodecfg").exists()
     assert not (root / "etc/containerd/certs.d").exists()
+
+
+def test_credentials_the_user_added_keep_the_file_closed(root: Path, tmp_path: Path) -> None:
+    cfg = root / CONFIG
+    cfg.chmod(0o644)
+    config = copy_example(tmp_path, "registries.yaml")
+    assert run("apply", *args(root, config))[0] == 0
+    mine = '  [plugins."io.containerd.grpc.v1.cri".registry.configs."mine.example".auth]\n    password = "theirs"\n'
+    cfg.write_text(cfg.read_text() + mine)
+    rc, _out, err = uninstall(root, config)
+    assert rc == 0, err
+    assert 'password = "theirs"' in cfg.read_text() and "example-harbor-password" not in cfg.read_text()
+    assert cfg.stat().st_mode & 0o777 == 0o600
 
 
 def test_edited_legacy_file_needs_force_original(root: Path, tmp_path: Path) -> None:

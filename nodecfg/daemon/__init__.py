@@ -40,7 +40,7 @@ from nodecfg.node.containerd import (
 from nodecfg.node.cri import CRIClient, Health, wait_healthy
 from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.node.inputs import watched_dirs
-from nodecfg.node.lock import StateLock
+from nodecfg.node.lock import DAEMON_LOCK, DEFAULT_WAIT_S, LockHeld, LockWaitStopped, StateLock, Waiting
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError, RestartInterrupted
 from nodecfg.node.state import STATUS_FILE, daemon_mirrors
@@ -76,7 +76,8 @@ class Options:
     resync_s: float = 300.0
     listen: tuple[str, int] | None = None
     env: Mapping[str, str] | None = None
-    wait_for_lock: bool = False
+    wait_for_lock: bool = False  # queue behind another daemon instead of exiting
+    lock_timeout_s: float = DEFAULT_WAIT_S  # for that, and for each step's node lock (0: no limit)
     input_format: str = "auto"
 
 
@@ -593,23 +594,15 @@ class Daemon:
 
     def run(self) -> int:
         """Lock, recover, reconcile, then follow the input until SIGTERM/SIGINT."""
-        lock = StateLock(self.state_real, f"nodecfg run on {self.o.node_name}")
-        lock.acquire(wait=self.o.wait_for_lock)
+        # Handlers first: SIGTERM must also end a wait for another daemon's lock.
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        wait = Waiting.up_to(self.o.lock_timeout_s, self.stop_requested.is_set) if self.o.wait_for_lock else None
         try:
-            if self.o.listen is not None:
-                self.server = Server(*self.o.listen, self.healthz, self.readyz, self.metrics.render)
-                self.server.start()
-                log.info("listening", address=f"{self.o.listen[0]}:{self.server.port}")
-            self._load_durable()
-            self.mirrors.seed(daemon_mirrors(self.state_real))
-            if self.pending is not None and self.pending.input_hash in self.bad:
-                # Killed in the middle of a rollback: finish it before anything else.
-                self._rollback(self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())
-            self._guarded(self.reconcile, "start")
-            self._rewatch_if_missing()
-            self.mirrors.start()
-            self._loop()
+            with StateLock(self.state_real, f"nodecfg run on {self.o.node_name}", name=DAEMON_LOCK, wait=wait):
+                self._serve()
+            return 0
+        except LockWaitStopped:
+            log.info("stopping", detail="stopped while waiting for another daemon to exit")
             return 0
         finally:
             self.mirrors.stop()
@@ -619,7 +612,38 @@ class Daemon:
                 self.server.stop()
             for s, h in old.items():
                 signal.signal(s, h)
-            lock.release()
+
+    def _serve(self) -> None:
+        if self.o.listen is not None:
+            self.server = Server(*self.o.listen, self.healthz, self.readyz, self.metrics.render)
+            self.server.start()
+            log.info("listening", address=f"{self.o.listen[0]}:{self.server.port}")
+        self._load_durable()
+        self.mirrors.seed(daemon_mirrors(self.state_real))
+        if self.pending is not None and self.pending.input_hash in self.bad:
+            # Killed in the middle of a rollback: finish it before anything else.
+            self._locked(self._rollback, self.pending, Health(False, ("a rollback was interrupted",)), time.monotonic())
+        self._locked(self.reconcile, "start")
+        self._rewatch_if_missing()
+        self.mirrors.start()
+        self._loop()
+
+    def _locked(self, step: Callable[..., None], *args: Any) -> None:
+        """Run a loop step that may change the node under the node lock, queueing behind a manual apply.
+
+        Held per step, not for the daemon's life, so `apply --wait` and `uninstall` get their turn.
+        A holder that does not let go within --wait-timeout costs this step only: it is logged, the
+        node is not ready, and the next event or resync tries again.
+        """
+        wait = Waiting.up_to(self.o.lock_timeout_s, self.stop_requested.is_set)
+        try:
+            with StateLock(self.state_real, f"nodecfg run on {self.o.node_name}", wait=wait):
+                self._guarded(step, *args)
+        except LockWaitStopped:
+            return  # SIGTERM: the loop stops next
+        except LockHeld as e:
+            log.error("lock", error=str(e))
+            self._set(ready=False, reason=str(e))
 
     def _guarded(self, step: Callable[..., None], *args: Any) -> None:
         """Run a loop step; a bug in it is logged and makes the node not ready, nothing more.
@@ -644,7 +668,7 @@ class Daemon:
                 log.info("stopping", restart_pending=self.pending is not None)
                 return
             if self.pending is not None and self.pending.due and now >= self.pending.due:
-                self._guarded(self.restart_now)
+                self._locked(self.restart_now)
                 continue
             wake = [next_resync, now + 5.0]
             if self.pending is not None and self.pending.due:
@@ -653,7 +677,7 @@ class Daemon:
                 kind, detail = self.events.get(timeout=max(0.0, min(wake) - now))
             except queue.Empty:
                 if time.monotonic() >= next_resync:
-                    self._guarded(self.reconcile, "resync")
+                    self._locked(self.reconcile, "resync")
                     next_resync = time.monotonic() + self.o.resync_s
                 continue
             if kind == "stop":
@@ -668,7 +692,7 @@ class Daemon:
                     break
                 if k == "stop":
                     stop, detail = True, d
-            self._guarded(self.reconcile, {"hup": "sighup", "mirror": "mirror-health"}.get(kind, "change"))
+            self._locked(self.reconcile, {"hup": "sighup", "mirror": "mirror-health"}.get(kind, "change"))
             if kind == "hup":
                 next_resync = time.monotonic() + self.o.resync_s
             if stop:

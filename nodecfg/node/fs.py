@@ -35,17 +35,33 @@ def host_path(root: str, path: str) -> str:
                 resolved.pop()
             continue
         candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
+        target = _link_target(candidate)
+        if target is not None:
             hops += 1
             if hops > MAX_HOPS:
                 raise NodeError(f"resolve {path}: too many levels of symbolic links")
-            target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
             pending = [p for p in target.split("/") if p] + pending
             continue
         resolved.append(part)
     return os.path.join(root, *resolved)
+
+
+def _link_target(path: str) -> str | None:
+    """The target of symlink `path`; None when it is no symlink (or was just removed: a writer is at work)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def list_dir(real: str) -> list[str]:
+    """Names in a directory; [] when it is absent (an uninstall may remove it while a read runs)."""
+    try:
+        return os.listdir(real)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 @dataclass(frozen=True)
@@ -126,8 +142,8 @@ def atomic_write(real: str, content: bytes, mode: int) -> None:
         raise NodeError(f"write {real}: {e.strerror}") from None
 
 
-def make_dirs(real_dir: str, created: list[str]) -> None:
-    """Mkdir -p, recording each directory created (so it can be removed when empty again)."""
+def missing_dirs(real_dir: str) -> list[str]:
+    """`real_dir` and those of its parents that do not exist, parents first: what `make_dirs` creates."""
     missing = []
     d = real_dir
     while not os.path.isdir(d):
@@ -136,7 +152,12 @@ def make_dirs(real_dir: str, created: list[str]) -> None:
         if parent == d:
             break
         d = parent
-    for d in reversed(missing):
+    return missing[::-1]
+
+
+def make_dirs(real_dir: str, created: list[str]) -> None:
+    """Mkdir -p, recording each directory created (so it can be removed when empty again)."""
+    for d in missing_dirs(real_dir):
         try:
             os.mkdir(d, 0o755)
         except FileExistsError:

@@ -6,7 +6,7 @@ import os
 import posixpath
 
 from nodecfg.node.apply import NodePaths
-from nodecfg.node.fs import NodeError, read_file
+from nodecfg.node.fs import NodeError, list_dir, read_file
 from nodecfg.render.explain import HostsDir, NodeView, read_registry_settings
 from nodecfg.render.hosts import is_owned_hosts_toml
 from nodecfg.render.hostsfile import entries_reading_files
@@ -53,15 +53,14 @@ def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
     missing: dict[str, str] = {}
     for root in settings.roots:
         real_root = paths.real(root)
-        if not os.path.isdir(real_root):
-            continue
-        for name in sorted(os.listdir(real_root)):
+        # list_dir: an apply or uninstall may remove a directory while this reads (no lock).
+        for name in sorted(list_dir(real_root)):
             d = posixpath.join(root, name)
             real = os.path.join(real_root, name)
             if not os.path.isdir(real):
                 continue
             text, err = _read_text(os.path.join(real, "hosts.toml"))
-            certs = tuple(sorted(f for f in os.listdir(real) if f.endswith(_CERT_SUFFIXES)))
+            certs = tuple(sorted(f for f in list_dir(real) if f.endswith(_CERT_SUFFIXES)))
             dirs[d] = HostsDir(d, text, err, certs, text is not None and is_owned_hosts_toml(text.encode()))
             if text is None:
                 continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan, recover
 from nodecfg.node.containerd import detect_target
-from nodecfg.node.fs import read_file
+from nodecfg.node.fs import list_dir, read_file
 from nodecfg.node.inputs import gather_materials, read_input
 from nodecfg.node.state import State, load_state
 from nodecfg.plan import CurrentFile, Plan, make_plan
@@ -78,8 +78,7 @@ def prepare(
         sick=sick,
     )
     current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
-    real_hosts = paths.real(paths.hosts_dir)
-    entries = os.listdir(real_hosts) if os.path.isdir(real_hosts) else []
+    entries = list_dir(paths.real(paths.hosts_dir))
     plan = make_plan(rendered, current, state.owned, entries)
     return Prepared(config, rendered, plan, current, state, paths, loaded.format, loaded.warnings)
 

@@ -13,6 +13,7 @@ from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.render.legacy import Legacy
 
 STATE_VERSION = 1
+STATE_FILE = "state.json"
 STATUS_FILE = "status.json"  # the daemon's last reconcile, read by `nodecfg status`
 
 
@@ -78,7 +79,7 @@ def backup_name(host_path: str) -> str:
 
 def load_state(real_state_dir: str) -> State:
     """Read state.json; an absent file is an empty state."""
-    info = read_file(os.path.join(real_state_dir, "state.json"))
+    info = read_file(os.path.join(real_state_dir, STATE_FILE))
     if info.content is None:
         return State()
     try:
@@ -93,7 +94,7 @@ def load_state(real_state_dir: str) -> State:
 def save_state(real_state_dir: str, state: State) -> None:
     """Write state.json atomically (0600: it names credential hosts, never credentials)."""
     os.makedirs(real_state_dir, mode=0o700, exist_ok=True)
-    atomic_write(os.path.join(real_state_dir, "state.json"), state_bytes(state), 0o600)
+    atomic_write(os.path.join(real_state_dir, STATE_FILE), state_bytes(state), 0o600)
 
 
 def state_bytes(state: State) -> bytes:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
 
 from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan
 from nodecfg.node.containerd import detect_target
-from nodecfg.node.fs import NodeError, read_file
-from nodecfg.node.state import State, load_state
+from nodecfg.node.fs import NodeError, fsync_dir, read_file
+from nodecfg.node.state import STATE_FILE, State, load_state
 from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
-from nodecfg.render.containerd_config import remove_nodecfg_edits
+from nodecfg.render.containerd_config import holds_credentials, remove_nodecfg_edits
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
 from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
 from nodecfg.render.hosts import kind_of_file_name
+from nodecfg.spec.versions import ContainerdVersion
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,33 @@ def _original(paths: NodePaths, state: State, path: str) -> tuple[bool, bytes | 
     if info.content is None:
         raise NodeError(f"the original of {path} is missing from {paths.state_dir}/originals/{o.backup}")
     return True, info.content, o.mode
+
+
+def _config_mode(
+    paths: NodePaths,
+    target: ContainerdVersion,
+    desired: bytes,
+    *,
+    original: bytes | None,
+    original_mode: int | None,
+    current_mode: int | None,
+) -> int:
+    """config.toml's mode after uninstall: the original's (nodecfg made it 0600 for its credentials).
+
+    Unless what stays holds credentials the original did not (the user's own, added since): then
+    the file stays no more open than it is now.
+    """
+    current = current_mode if current_mode is not None else 0o644
+    if original is None or original_mode is None:
+        return current
+    where = paths.containerd_config
+    try:
+        added = holds_credentials(desired.decode("utf-8"), where=where, target=target) and not holds_credentials(
+            original.decode("utf-8"), where=f"{where} (original)", target=target
+        )
+    except (RenderError, UnicodeDecodeError):
+        added = True  # cannot tell: keep it closed
+    return original_mode & current if added else original_mode
 
 
 def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_original: bool = False) -> Uninstall:
@@ -72,6 +101,7 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
     current_cfg = read_file(paths.real(config))
     if edited and current_cfg.content is not None:
         kept, original, mode = _original(paths, state, config)
+        target = detect_target(paths, containerd_version, state).version
         untouched_since = sha256(current_cfg.content) in (state.edited.get(config), state.owned.get(config))
         desired: bytes | None
         if kept and (untouched_since or force_original):
@@ -79,7 +109,6 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
         else:
             if kept:
                 notes.append(f"{config} was changed after nodecfg's last write: only nodecfg's edits are taken out")
-            target = detect_target(paths, containerd_version, state)
             try:
                 text = remove_nodecfg_edits(
                     current_cfg.content.decode("utf-8"),
@@ -87,16 +116,16 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
                     original=original.decode("utf-8") if original is not None else None,
                     owned_auth_hosts=state.auth_hosts,
                     moved_legacy=bool(state.legacy),
-                    target=target.version,
+                    target=target,
                 )
             except RenderError as e:
                 raise NodeError("; ".join(e.problems) + " (--force-original restores the original file as it was)") from None
             desired = text.encode()
-        if desired != current_cfg.content:
-            if desired is None:
-                ops.append(Operation(Action.DELETE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG))
-            else:
-                file_mode = mode if (kept and untouched_since and mode is not None) else (current_cfg.mode or 0o644)
+        if desired is None:
+            ops.append(Operation(Action.DELETE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG))
+        else:
+            file_mode = _config_mode(paths, target, desired, original=original, original_mode=mode, current_mode=current_cfg.mode)
+            if (desired, file_mode) != (current_cfg.content, current_cfg.mode):
                 ops.append(Operation(Action.WRITE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG, desired, file_mode))
     # Files that point at others go first; config.toml last, as in apply.
     ops.sort(key=lambda op: (op.kind is FileKind.CONTAINERD_CONFIG, op.action is Action.WRITE))
@@ -104,9 +133,14 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
 
 
 def carry_out(paths: NodePaths, u: Uninstall) -> None:
-    """Apply the plan (journaled) and remove nodecfg's state directory."""
+    """Apply the plan (journaled) and remove nodecfg's state directory. The caller holds the node lock."""
     apply_plan(u.plan, paths, u.state, auth_hosts=frozenset(), legacy=State().legacy)
     real = paths.real(paths.state_dir)
+    # state.json first: killed while the rest goes, the next run finds no record naming originals
+    # that are half removed (every original is back in place by now).
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(real, STATE_FILE))
+        fsync_dir(real)
     shutil.rmtree(real, ignore_errors=True)
     if os.path.exists(real):
         raise NodeError(f"could not remove {real}")

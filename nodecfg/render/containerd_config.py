@@ -9,6 +9,7 @@ config that means something other than intended.
 from __future__ import annotations
 
 import copy
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -330,11 +331,47 @@ def edit_containerd_config(
         ops.append(((*table, "configs", host, "auth"), value))
 
     out, expected = _apply_ops(text, plain, ops, table, where)
-    result = expected
-    final_registry = get_path(result, table) or {}
-    final_configs = final_registry.get("configs") or {}
-    holds = any(isinstance(v, Mapping) and v.get("auth") for v in final_configs.values()) or bool(final_registry.get("auths"))
-    return ConfigEdit(out, table, holds, legacy, frozenset(auths), tuple(warnings))
+    return ConfigEdit(out, table, _holds_credentials(expected, table), legacy, frozenset(auths), tuple(warnings))
+
+
+def _holds_credentials(plain: Mapping[str, Any], table: Path) -> bool:
+    registry = get_path(plain, table)
+    if not isinstance(registry, Mapping):
+        return False
+    configs = registry.get("configs") or {}
+    return any(isinstance(v, Mapping) and v.get("auth") for v in configs.values()) or bool(registry.get("auths"))
+
+
+def holds_credentials(text: str, *, where: str, target: ContainerdVersion) -> bool:
+    """Whether containerd reads registry credentials from this config.toml (nodecfg's or anyone's)."""
+    plain = parse_plain(text, where)
+    table, _warnings = registry_table(plain, target, where)
+    return _holds_credentials(plain, table)
+
+
+def _without_left_blank_lines(before: str, after: str, original: str) -> str:
+    """`after` without the blank lines that border a removed part and are not in `original`.
+
+    tomlkit separates a table it adds with a blank line at the end of the table above it; taking
+    the table out again leaves that line behind. A blank line the user added elsewhere stays.
+    """
+    b, a, o = (t.splitlines(keepends=True) for t in (before, after, original))
+    added: set[int] = set()
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, o, a, autojunk=False).get_opcodes():
+        if tag in ("insert", "replace"):
+            added.update(range(j1, j2))
+    drop: set[int] = set()
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes():
+        if tag not in ("delete", "replace"):
+            continue
+        for start, step in ((j1 - 1, -1), (j2, 1)):  # the blank lines just above and just below the cut
+            j = start
+            while 0 <= j < len(a) and j in added and not a[j].strip():
+                drop.add(j)
+                j += step
+    trimmed = "".join(line for j, line in enumerate(a) if j not in drop)
+    # Blank lines never change what TOML means outside a multi-line string; check that none was one.
+    return trimmed if tomllib.loads(trimmed) == tomllib.loads(after) else after
 
 
 def remove_nodecfg_edits(
@@ -358,7 +395,7 @@ def remove_nodecfg_edits(
     old_registry = get_path(before, table) or {}
     ops: list[tuple[Path, Any]] = []
     old_path = old_registry.get("config_path")
-    ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) and old_path else _DELETE))
+    ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) else _DELETE))
     for host in sorted(owned_auth_hosts):
         ops.append(((*table, "configs", host, "auth"), _DELETE))
     if moved_legacy:
@@ -379,4 +416,4 @@ def remove_nodecfg_edits(
     if get_path(before, table) is None and _is_empty(after, table):
         ops.append((table, _DELETE))
     out, _expected = _apply_ops(text, plain, ops, table, where)
-    return out
+    return _without_left_blank_lines(text, out, original) if original is not None and out != text else out
