@@ -207,3 +207,25 @@ def test_a_restart_during_an_outage_keeps_the_sick_mirror_out_until_probes_say_i
         assert (t.url, t.to) == ("https://a.example", "back")
     finally:
         checker.stop()
+
+
+def test_a_probe_that_never_returns_fails_at_its_deadline_and_never_holds_up_the_exit():
+    never = threading.Event()
+
+    def probe(ep: MirrorEndpoint, timeout: float) -> Reached:
+        never.wait(60)  # a DNS lookup with no timeout, a server dripping one byte at a time
+        return OK
+
+    events: queue.SimpleQueue[Transition] = queue.SimpleQueue()
+    checker = MirrorChecker(NodePaths(root="/nonexistent"), events.put, probe)
+    checker.update(
+        [endpoint()], {"docker.io": MirrorHealth(interval="100ms", timeout="300ms", outAfter=2), "quay.io": MirrorHealth()}
+    )
+    checker.start()
+    try:
+        t = events.get(timeout=5)
+        assert (t.url, t.to) == ("https://a.example", "out")
+        assert t.reason == "2 failed probes in a row, last: timeout failed: no answer within 0.3s"
+    finally:
+        checker.stop()
+        never.set()

@@ -163,6 +163,7 @@ class Daemon:
         self.mirrors = MirrorChecker(self.paths, lambda t: self.events.put(("mirror", t)))
         self.metrics.mirrors = self.mirrors.samples
         self.routed_out: frozenset[tuple[str, str]] = frozenset()
+        self.secrets: frozenset[str] = frozenset()
         self._dump_cache: tuple[tuple[int, int, int, frozenset[str], str], DumpCheck] | None = None
 
     # ---------------------------------------------------------------- files in the state dir
@@ -219,10 +220,21 @@ class Daemon:
         """What a restart waits for: CRI ready and, where the release reports it (1.x), our config_path."""
         return h.ready and (h.config_path is None or self.paths.hosts_dir in h.config_path.split(":"))
 
-    def _wait_healthy(self, timeout: float) -> Health:
-        h = wait_healthy(self._cri_socket(), timeout, self._ready_enough, stop=self.stop_requested.is_set)
-        if self.stop_requested.is_set() and not self._ready_enough(h):
+    def _wait_healthy(self, timeout: float, before: tuple[int, float] | None = None) -> Health:
+        """Wait until CRI is ready, and with `before`, served by another process than that one.
+
+        A restart command may return before the restart (`systemctl --no-block`), or not restart
+        at all (a wrong unit name): a file that was never loaded must not count as good.
+        """
+
+        def good(h: Health) -> bool:
+            return self._ready_enough(h) and (before is None or self._running_containerd() not in (None, before))
+
+        h = wait_healthy(self._cri_socket(), timeout, good, stop=self.stop_requested.is_set)
+        if self.stop_requested.is_set() and not good(h):
             raise Stopping
+        if h.ready and not good(h):
+            return Health(False, (f"containerd was not restarted: pid {before[0] if before else '?'} still serves the socket",))
         return h
 
     def _dump_check(self) -> DumpCheck:
@@ -237,7 +249,7 @@ class Daemon:
             st = os.stat(real)
         except OSError as e:
             return DumpCheck(True, (f"{self.paths.containerd_config}: {e.strerror}",))
-        binary = find_binary(self.paths.root)
+        binary = find_binary(self.paths.root, self._cri_socket())
         try:
             binary_id = f"{binary}@{os.stat(binary).st_mtime_ns}" if binary else ""
         except OSError:
@@ -263,7 +275,7 @@ class Daemon:
             return f"containerd runs with config_path {h.config_path!r}, not {self.paths.hosts_dir!r}"
         check = self._dump_check()
         if check.problems:
-            return "; ".join(check.problems)
+            return redact("; ".join(check.problems), self.secrets)
         if not restarted and h.config_path is None and started_before_config(self.paths):
             return "containerd started before config.toml was last written: it has not loaded it yet"
         return None
@@ -303,6 +315,7 @@ class Daemon:
         """Render the input against the node and apply what differs; schedule a restart if needed."""
         started = time.monotonic()
         event: dict[str, Any] = {"trigger": reason}
+        sick = self.mirrors.sick()
         try:
             recovered = recover_node(self.paths)
             if recovered:
@@ -316,7 +329,7 @@ class Daemon:
                 self.o.env,
                 self.target,
                 input_format=self.o.input_format,
-                sick=self.mirrors.sick(),
+                sick=sick,
             )
         except SpecError as e:
             return self._failed(started, event, "invalid-input", e.render())
@@ -325,13 +338,15 @@ class Daemon:
         except (NodeError, OSError, UnicodeDecodeError) as e:
             return self._failed(started, event, "error", str(e))
         self._read_restart_settings(prepared)
-        self.auth_hosts = prepared.rendered.config.auth_hosts
-        self.mirrors.update(
-            prepared.rendered.endpoints, {e.registry: prepared.config.health_of(e.registry) for e in prepared.rendered.endpoints}
-        )
-        self.routed_out = frozenset(prepared.rendered.routed_out)
-        if prepared.rendered.routed_out:
-            event["routedOut"] = [f"{r}: {u}" for r, u in prepared.rendered.routed_out]
+        if (
+            self.mirrors.update(
+                prepared.rendered.endpoints,
+                {e.registry: prepared.config.health_of(e.registry) for e in prepared.rendered.endpoints},
+            )
+            != sick
+        ):
+            # Health settings changed what is sick (a registry's checks switched off, say): render again.
+            self.events.put(("mirror", None))
         self._rewatch(prepared)
         digest = input_hash(prepared)
         event["input"] = digest
@@ -364,6 +379,13 @@ class Daemon:
         else:
             with self.metrics.lock:
                 self.metrics.owned_files = len(prepared.state.owned)
+        # Only now is this what the node holds: the credential hosts a restart check expects in
+        # config.toml, and the mirrors hosts.toml leaves out.
+        self.auth_hosts = prepared.rendered.config.auth_hosts
+        self.secrets = prepared.rendered.secrets
+        self.routed_out = frozenset(prepared.rendered.routed_out)
+        if prepared.rendered.routed_out:
+            event["routedOut"] = [f"{r}: {u}" for r, u in prepared.rendered.routed_out]
         if cold:
             assert self.pending is not None
             self.pending.input_hash = digest
@@ -405,7 +427,10 @@ class Daemon:
         try:
             atomic_write(candidate, desired.content, 0o600)
             check = check_with_containerd(
-                find_binary(self.paths.root), candidate, self.paths.hosts_dir, prepared.rendered.config.auth_hosts
+                find_binary(self.paths.root, self._cri_socket()),
+                candidate,
+                self.paths.hosts_dir,
+                prepared.rendered.config.auth_hosts,
             )
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -478,7 +503,7 @@ class Daemon:
                 try:
                     self.o.restarter.restart(RESTART_TIMEOUT_S, self.stop_requested.is_set)
                     failpoint("after-restart")
-                    h = self._wait_healthy(self.health_timeout_s)
+                    h = self._wait_healthy(self.health_timeout_s, before=pending.containerd)
                 except RestartInterrupted:
                     raise Stopping from None
                 except RestartError as e:

@@ -5,8 +5,9 @@ containerd has no health check of its own: a mirror that hangs stalls every pull
 default). hosts.toml is read on every pull, so leaving a sick mirror out of it routes the next
 pull around it at once, without a restart.
 
-The checker runs on its own thread with a small pool of probe workers: a hanging mirror never
-blocks the reconcile loop. It only reports transitions (an endpoint out of rotation, or back) on
+The checker runs on its own thread and starts each probe on a daemon thread of its own, with the
+probe's deadline kept by the checker (DNS lookups have no timeout): a hanging mirror never blocks
+the reconcile loop, the other probes, or the daemon's exit. It only reports transitions (an endpoint out of rotation, or back) on
 the daemon's event queue; the reconcile loop renders "input minus sick endpoints".
 """
 
@@ -16,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from nodecfg.spec.models import MirrorHealth
 log = structlog.get_logger("nodecfg")
 
 JITTER = 0.2  # each probe waits interval * (1 +- 20 %), so a fleet's probes do not line up
-MAX_PARALLEL_PROBES = 8
+MAX_PARALLEL_PROBES = 16  # probes in flight at once (each on a daemon thread)
 Key = tuple[str, str]  # (registry, mirror URL)
 Reach = Callable[[MirrorEndpoint, float], Reached]
 
@@ -83,7 +83,8 @@ class EndpointHealth:
     latency_sum: float = 0.0
     transitions: dict[str, int] = field(default_factory=dict)
     due: float = 0.0  # monotonic
-    busy: bool = False
+    busy_since: float | None = None  # monotonic start of the probe in flight
+    generation: int = 0  # bumped when a probe is given up: its late answer is ignored
 
     def observe(self, r: Reached, now: float) -> Transition | None:
         """Count one probe result; return the transition it causes, if any."""
@@ -134,7 +135,6 @@ class MirrorChecker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._pinned: dict[str, str] = {}
         self._seed: dict[Key, tuple[float, str]] = {}
 
@@ -152,8 +152,11 @@ class MirrorChecker:
     def _reach(self, ep: MirrorEndpoint, timeout: float) -> Reached:
         return reach(ep.entry, self._pinned, self.paths, timeout, agent="nodecfg-health")
 
-    def update(self, endpoints: Sequence[MirrorEndpoint], settings: Mapping[str, MirrorHealth]) -> None:
-        """The endpoints of the input just rendered; health is kept for the ones that stay."""
+    def update(self, endpoints: Sequence[MirrorEndpoint], settings: Mapping[str, MirrorHealth]) -> dict[str, frozenset[str]]:
+        """The endpoints of the input just rendered; health is kept for the ones that stay.
+
+        Returns what is sick now, so a caller that rendered with another view renders again.
+        """
         now = time.monotonic()
         fresh: dict[Key, EndpointHealth] = {}
         with self.lock:
@@ -174,6 +177,7 @@ class MirrorChecker:
             self.health = fresh
             self._seed.clear()  # seeds apply to the input the daemon started with, only
         self._wake.set()
+        return self.sick()
 
     def sick(self) -> dict[str, frozenset[str]]:
         """Mirror URLs out of rotation, by registry: what the next render leaves out."""
@@ -200,49 +204,66 @@ class MirrorChecker:
 
     def start(self) -> None:
         """Start probing (on threads of its own)."""
-        self._pool = ThreadPoolExecutor(MAX_PARALLEL_PROBES, thread_name_prefix="nodecfg-probe")
         self._thread = threading.Thread(target=self._run, name="nodecfg-mirrors", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop probing; a probe in flight is abandoned (its thread ends at its own timeout)."""
+        """Stop probing. Probes in flight are daemon threads: they never hold up the exit."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            due: list[EndpointHealth] = []
-            with self.lock:
-                for h in self.health.values():
-                    if not h.busy and h.due <= now:
-                        h.busy = True
-                        due.append(h)
-                waits = [h.due - now for h in self.health.values() if not h.busy]
-            if due:
-                self._pinned = node_hosts(self.paths)
-            for h in due:
-                assert self._pool is not None
-                fut = self._pool.submit(self.probe, h.endpoint, h.settings.timeout_s)
-                fut.add_done_callback(self._callback(h))
-            self._wake.wait(max(0.05, min(waits, default=1.0)))
+            try:
+                wait = self._round()
+            except Exception as e:  # the checker must outlive any bug or odd node file
+                log.exception("mirror-checker", error=f"{type(e).__name__}: {e}")
+                wait = 1.0
+            self._wake.wait(wait)
             self._wake.clear()
 
-    def _callback(self, h: EndpointHealth) -> Callable[[Future[Reached]], None]:
-        return lambda fut: self._done(h, fut)
+    def _round(self) -> float:
+        """Start the probes that are due, give up those past their timeout; seconds to wait."""
+        now = time.monotonic()
+        due: list[tuple[EndpointHealth, int]] = []
+        late: list[EndpointHealth] = []
+        with self.lock:
+            in_flight = sum(h.busy_since is not None for h in self.health.values())
+            for h in self.health.values():
+                if h.busy_since is not None:
+                    # The probe's own timeouts are per step (DNS has none): the deadline is kept here.
+                    if now - h.busy_since > h.settings.timeout_s:
+                        late.append(h)
+                elif h.due <= now and in_flight < MAX_PARALLEL_PROBES:
+                    h.busy_since, in_flight = now, in_flight + 1
+                    due.append((h, h.generation))
+            waits = [h.due - now for h in self.health.values() if h.busy_since is None]
+            waits += [h.busy_since + h.settings.timeout_s - now for h in self.health.values() if h.busy_since is not None]
+        for h in late:
+            self._finish(h, None, Reached("timeout", detail=f"no answer within {h.settings.timeout_s:g}s"))
+        if due:
+            self._pinned = node_hosts(self.paths)
+        for h, gen in due:
+            threading.Thread(target=self._probe, args=(h, gen), name="nodecfg-probe", daemon=True).start()
+        return max(0.02, min(waits, default=1.0))
 
-    def _done(self, h: EndpointHealth, fut: Future[Reached]) -> None:
+    def _probe(self, h: EndpointHealth, generation: int) -> None:
         try:
-            r = fut.result()
+            r = self.probe(h.endpoint, h.settings.timeout_s)
         except Exception as e:  # a bug in a probe must not stop the checker
             r = Reached("probe", detail=f"{type(e).__name__}: {e}")
+        self._finish(h, generation, r)
+
+    def _finish(self, h: EndpointHealth, generation: int | None, r: Reached) -> None:
+        """Count a probe's result (generation None: the checker gave it up at its deadline)."""
         with self.lock:
+            if generation is not None and generation != h.generation:
+                return  # given up already; this answer came too late
+            h.generation += 1
             t = h.observe(r, time.time())
-            h.busy = False
+            h.busy_since = None
             h.due = time.monotonic() + h.settings.interval_s * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 (jitter)
         self._wake.set()
         if t is not None:

@@ -23,9 +23,30 @@ PACKAGE_NAMES = ("containerd", "containerd.io")
 CRI_VERSION_TIMEOUT_S = 2.0
 
 
-def _from_binary(root: str) -> ContainerdVersion | None:
-    for candidate in BINARY_CANDIDATES:
-        real = host_path(root, candidate)
+def _candidates(root: str, socket_real: str | None) -> list[str]:
+    """Binaries to try, as this process opens them.
+
+    First the one the running containerd was started from (its /proc/<pid>/exe, when the pid can
+    be seen: hostPID), then the usual places.
+
+    The path, not the magic link: after a package upgrade the link still shows the old, deleted
+    inode, while the path holds what the next restart runs.
+    """
+    out: list[str] = []
+    pid = serving_pid(socket_real) if socket_real else None
+    if pid is not None:
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+        except OSError:
+            exe = ""
+        if exe.startswith("/"):
+            out.append(host_path(root, exe))
+    out += [host_path(root, c) for c in BINARY_CANDIDATES]
+    return list(dict.fromkeys(out))
+
+
+def _from_binary(root: str, socket_real: str | None = None) -> ContainerdVersion | None:
+    for real in _candidates(root, socket_real):
         if not os.access(real, os.X_OK):
             continue
         try:
@@ -92,7 +113,7 @@ def detect_containerd(
     if flag:
         return ContainerdTarget(ContainerdVersion.parse(flag), VersionSource.FLAG)
     running = _from_cri(socket_real)
-    on_disk = _from_binary(root)
+    on_disk = _from_binary(root, socket_real)
     if running is not None:
         if on_disk is None or on_disk == running:
             return ContainerdTarget(running, VersionSource.RUNNING)
@@ -123,13 +144,12 @@ def detect_target(paths: NodePaths, flag: str | None, state: State | None = None
     return detect_containerd(paths.root, flag, socket_real=paths.real(paths.containerd_socket), recorded=state.containerd)
 
 
-def find_binary(root: str) -> str | None:
-    """The host's containerd binary (as this process opens it), if there is one."""
-    for candidate in BINARY_CANDIDATES:
-        real = host_path(root, candidate)
-        if os.access(real, os.X_OK):
-            return real
-    return None
+def find_binary(root: str, socket_real: str | None = None) -> str | None:
+    """The host's containerd binary (as this process opens it), if there is one.
+
+    The one the containerd serving `socket_real` runs, where that can be seen.
+    """
+    return next((real for real in _candidates(root, socket_real) if os.access(real, os.X_OK)), None)
 
 
 def serving_pid(socket_real: str) -> int | None:

@@ -37,7 +37,7 @@ MAX_PARALLEL_PROBES = 16
 
 def binary_check(paths: NodePaths, view: NodeView) -> Check:
     """The containerd binary and the version everything is judged against."""
-    binary = find_binary(paths.root)
+    binary = find_binary(paths.root, paths.real(paths.containerd_socket))
     target = view.target
     if binary is None:
         status = Status.WARN if target.source is not VersionSource.ASSUMED else Status.FAIL

@@ -123,7 +123,9 @@ def reach(e: HostEntry, pinned: dict[str, str], paths: NodePaths, timeout: float
         # name); http.client only speaks HTTP over it, with the right Host header.
         conn = http.client.HTTPConnection(name, port, timeout=timeout)
         conn.sock = sock
-        conn.request("GET", f"{e.path}/", headers={"User-Agent": agent})
+        # Host as containerd sends it: the URL's host[:port] as written (http.client would add
+        # the scheme's default port, which an exact-host router may not match).
+        conn.request("GET", f"{e.path}/", headers={"Host": e.host, "User-Agent": agent})
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as err:
         return Reached("http", detail=f"{type(err).__name__}: {err}", address=addr, how=how, seconds=time.monotonic() - started)

@@ -215,7 +215,7 @@ def _config_path_value(current: Any, hosts_dir: str, target: ContainerdVersion, 
     if not isinstance(current, str) or not current.strip():
         return hosts_dir
     roots = [r for r in current.split(":") if r]
-    if roots == [hosts_dir]:
+    if current == hosts_dir or (roots == [hosts_dir] and target < versions.TRANSFER_PULL):
         return current
     if target >= versions.TRANSFER_PULL:
         # 2.1+ pulls through the transfer service, which takes the whole list as one directory
