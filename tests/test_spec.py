@@ -40,7 +40,7 @@ credentials:
 """
     assert problems(text) == [
         "5: registries.\"docker.io\".mirrors[0]: url scheme must be http or https, not 'ftp'",
-        '6: registries."docker.io".fallBack: unknown field (check its spelling and case): False',
+        '6: registries."docker.io".fallBack: unknown field (check its spelling and case): <redacted>',
         "7: registries.\"bad/../x\": must not contain '/', '\\', '..' or NUL (it names a directory): 'bad/../x'",
         '8: registries."10.0.0.5:5000": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with '
         "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)",
@@ -135,6 +135,50 @@ def test_bad_duration_and_capability():
     ps = problems(text)
     assert any("capabilities[1]" in p and "'fetch'" in p for p in ps)
     assert any("dialTimeout" in p and "'5 minutes'" in p for p in ps)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: MARKER-1}\n",
+            "3: credentials[0].Password: unknown field (check its spelling and case): <redacted>",
+        ),
+        (
+            "version: 1\npasword: MARKER-1\n",
+            "2: pasword: unknown field (check its spelling and case): <redacted>",
+        ),
+        (
+            "version: 1\nregistries:\n  r.example:\n    mirrors: [{url: m.example, tokn: MARKER-1}]\n",
+            '4: registries."r.example".mirrors[0].tokn: unknown field (check its spelling and case): <redacted>',
+        ),
+        (
+            "version: 1\ncredentials:\n  - {registry: 'r.example:MARKER-1', username: u, passwordFile: /pw}\n",
+            "3: credentials[0].registry: must be a host or host:port as containerd contacts it, such as "
+            "harbor.example or 10.0.0.5:5000: <redacted>",
+        ),
+        (
+            "version: 1\ncredentials:\n  - {registry: r.example, username: 123456, passwordFile: /pw}\n",
+            "3: credentials[0].username: Input should be a valid string: <redacted>",
+        ),
+        (
+            "version: 1\nregistries:\n  r.example:\n    headers: {X-Team: [a, 123456]}\n",
+            '4: registries."r.example".headers."X-Team"[1]: Input should be a valid string: <redacted>',
+        ),
+    ],
+)
+def test_values_that_may_be_secret_are_never_echoed(text, expected):
+    with pytest.raises(SpecError) as e:
+        load_config(text, "r.yaml")
+    assert [str(p) for p in e.value.problems] == [expected]
+    assert "MARKER-1" not in e.value.render() and "MARKER-1" not in str(e.value)
+    assert "123456" not in e.value.render()
+
+
+def test_ordinary_values_are_still_echoed():
+    assert problems("version: 1\nregistries:\n  r.example:\n    mirrors: [{url: m.example, capabilities: [fetch]}]\n") == [
+        "4: registries.\"r.example\".mirrors[0].capabilities[0]: Input should be 'pull', 'resolve', 'push' or 'referrers': 'fetch'"
+    ]
 
 
 def test_secret_header_values_never_echoed():

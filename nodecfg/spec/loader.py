@@ -16,10 +16,9 @@ from nodecfg.spec import formats
 from nodecfg.spec.models import Config
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
-# Fields whose value must never be echoed in an error message.
+# Fields whose value is a secret wherever they appear (in translated foreign formats too).
 SECRET_FIELDS = frozenset({"password", "auth", "identitytoken", "identityToken"})
-# Header names whose values are credentials (compared case-insensitively).
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
+REDACTED = "<redacted>"
 PathT = tuple[str | int, ...]
 
 
@@ -105,41 +104,58 @@ def format_location(path: PathT) -> str:
     return out or "(top level)"
 
 
-def _show_value(path: PathT, value: Any) -> str:
-    if any(isinstance(p, str) and (p in SECRET_FIELDS or p.lower() in SECRET_HEADERS) for p in path):
-        return "<redacted>"
+def _may_be_secret(path: PathT, unknown_field: bool) -> bool:
+    """Whether a value at `path` could be a secret, judged by place, never by the value itself.
+
+    A misspelled field (`Password:`) is unknown, so its value is hidden whatever its name; so is
+    everything under `credentials` and every header value (a bearer token is an ordinary header).
+    """
+    return (
+        unknown_field
+        or (bool(path) and path[0] == "credentials")
+        or "headers" in path
+        or any(p in SECRET_FIELDS for p in path if isinstance(p, str))
+    )
+
+
+def _show_value(path: PathT, value: Any, unknown_field: bool = False) -> str:
     if isinstance(value, (dict, list)):
         return ""
+    if _may_be_secret(path, unknown_field):
+        return REDACTED
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _clean_path(loc: tuple[str | int, ...]) -> PathT:
+    """The error location of pydantic without its markers for dict keys and validator wrappers."""
+    out: list[str | int] = []
+    for part in loc:
+        if part == "[key]":  # a bad dict key: the key itself is the place
+            continue
+        if isinstance(part, str) and part.startswith(("function-after[", "function-before[")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _rule(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
 
 
 def _from_validation_error(err: ValidationError, lines: dict[PathT, int]) -> list[Problem]:
     problems = []
     for e in err.errors(include_url=False):
-        loc: list[str | int] = []
-        for part in e["loc"]:
-            if part == "[key]":  # pydantic's marker for a bad dict key: the key itself is the place
-                continue
-            if isinstance(part, str) and part.startswith(("function-after[", "function-before[")):
-                continue
-            loc.append(part)
-        path = tuple(loc)
-        msg = str(e["msg"])
-        for prefix in ("Value error, ", "Assertion failed, "):
-            if msg.startswith(prefix):
-                msg = msg[len(prefix) :]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field (check its spelling and case)"
-        value = _show_value(path, e.get("input"))
-        if value and e["type"] not in ("missing",) and not msg.startswith(("password:",)):
+        path = _clean_path(e["loc"])
+        unknown_field = e["type"] == "extra_forbidden"
+        msg = "unknown field (check its spelling and case)" if unknown_field else _rule(str(e["msg"]))
+        value = _show_value(path, e.get("input"), unknown_field)
+        if value and e["type"] != "missing" and not msg.startswith("password:"):
             msg = f"{msg}: {value}"
-        line = None
-        for n in range(len(path), -1, -1):
-            if path[:n] in lines:
-                line = lines[path[:n]]
-                break
-        problems.append(Problem(format_location(path), msg, line))
+        problems.append(_problem_at(lines, path, msg))
     return problems
 
 

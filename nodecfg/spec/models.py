@@ -233,6 +233,17 @@ class Registry(EndpointTLS):
 FILE_SOURCES = ("dockerConfigJSON", "authJSON", "k3sRegistries")
 
 
+def _credential_host(value: str) -> str:
+    # The rule only: a value under `credentials` is never echoed (it may be a pasted secret).
+    try:
+        names.check_host_port(value)
+    except names.NameError_:
+        raise ValueError(
+            "must be a host or host:port as containerd contacts it, such as harbor.example or 10.0.0.5:5000"
+        ) from None
+    return value
+
+
 class Credential(_Strict):
     """Where credentials come from. Secrets are never written in this file."""
 
@@ -251,7 +262,7 @@ class Credential(_Strict):
         default=None,
         description="Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.",
     )
-    registry: str | None = Field(
+    registry: Annotated[str, AfterValidator(_credential_host)] | None = Field(
         default=None,
         description="The host the credentials are for, as containerd contacts it: a registry or "
         "a mirror's `host[:port]`. `docker.io` means Docker Hub (`registry-1.docker.io`).",
@@ -295,10 +306,6 @@ class Credential(_Strict):
             raise ValueError(
                 "give a credentials file (dockerConfigJSON, authJSON, k3sRegistries), or registry with username and password"
             )
-        try:
-            names.check_host_port(self.registry)
-        except names.NameError_ as e:
-            raise ValueError(f"registry {self.registry!r}: {e}") from None
         if (self.username is None) == (self.usernameFile is None):
             raise ValueError("give exactly one of username or usernameFile")
         if (self.password is None) == (self.passwordFile is None):
