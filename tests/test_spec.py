@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from nodecfg.spec import names
 from nodecfg.spec.loader import SpecError, load_config
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 
 def problems(text: str) -> list[str]:
@@ -185,3 +189,78 @@ def test_secret_header_values_never_echoed():
     [p] = problems("version: 1\nregistries:\n  r.example:\n    headers: {Authorization: [987654321]}\n")
     assert p.startswith('4: registries."r.example".headers.Authorization[0]: ')
     assert "987654321" not in p and "<redacted>" in p
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic bomb: each anchor a list of nine aliases to the one before (9**levels values)."""
+    lines = [
+        "version: 1",
+        "registries:",
+        "  r.example:",
+        "    headers:",
+        "      X0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]",
+    ]
+    lines += [f"      X{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_RULE = 'invalid YAML: aliases expand to more than 100000 values (nested anchors and aliases, a "billion laughs" document)'
+
+
+def test_yaml_bomb_refused_at_the_alias_that_crosses_the_bound():
+    # Six levels (9**6 values), so that a regression costs this process tens of MiB, not gigabytes.
+    text = billion_laughs(6)
+    # X5 (line 10) is the first level whose aliases add more than the bound: refused there.
+    assert problems(text) == [f"10: (yaml): {BOMB_RULE}"]
+
+
+def test_yaml_bomb_memory_stays_small():
+    # In a child with a 1 GiB address-space limit: without the bound this is a MemoryError there,
+    # not gigabytes here. The bound asserted is far above a normal load (a few MiB).
+    code = (
+        "import json, resource, sys, tracemalloc\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from nodecfg.spec.loader import SpecError, load_config\n"
+        "tracemalloc.start()\n"
+        "try:\n"
+        "    load_config(sys.stdin.read(), 'bomb.yaml')\n"
+        "except SpecError as e:\n"
+        "    print(json.dumps([str(p) for p in e.problems]))\n"
+        "print(tracemalloc.get_traced_memory()[1])\n"
+    )
+    text = billion_laughs()
+    assert len(text.encode()) < 1024
+    r = subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, cwd=REPO, check=False, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    found, peak = r.stdout.splitlines()
+    assert json.loads(found) == [f"10: (yaml): {BOMB_RULE}"]
+    assert int(peak) < 64 * 1024 * 1024
+
+
+def test_alias_cycle_refused():
+    assert problems("version: 1\nregistries: &a {r.example: *a}\n") == [
+        "2: (yaml): invalid YAML: an alias refers to a node that contains it (a cycle)"
+    ]
+
+
+def test_a_few_aliases_keep_working():
+    text = """version: 1
+registries:
+  docker.io:
+    mirrors: &hub
+      - url: https://mirror-a.example
+        capabilities: &pull [pull]
+      - url: https://mirror-b.example
+  quay.io: {mirrors: *hub}
+  ghcr.io:
+    mirrors: [{url: https://mirror-c.example, capabilities: *pull}]
+"""
+    config = load_config(text)
+    assert [m.url for m in config.registries["quay.io"].mirrors] == ["https://mirror-a.example", "https://mirror-b.example"]
+    assert config.registries["ghcr.io"].mirrors[0].capabilities == ["pull"]
+
+
+def test_json_fallback_nested_too_deeply_is_a_spec_error():
+    assert problems("[" * 100_000) == ["(yaml): invalid YAML: nested too deeply"]

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nodecfg.spec import formats
+from nodecfg.spec import formats, safeyaml
 from nodecfg.spec.models import Config
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
@@ -46,34 +46,6 @@ class SpecError(ValueError):
         """All problems, one per line, prefixed with the source name."""
         head = f"{self.source}: {len(self.problems)} problem(s):"
         return "\n".join([head, *(f"  {self.source}:{p}" for p in self.problems)])
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would keep the last one silently."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            ) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"duplicate key {key!r} (first at line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _line_index(node: yaml.Node | None, path: PathT, out: dict[PathT, int]) -> None:
@@ -185,37 +157,37 @@ def _problem_at(lines: dict[PathT, int], path: PathT, message: str) -> Problem:
 
 def load_input(text: str | bytes, source: str = "registries.yaml", fmt: str = "auto") -> LoadedInput:
     """Parse any accepted format (`fmt` or detected), translate it, validate it; raise SpecError."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_INPUT_BYTES:
-            raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise SpecError(source, [Problem("(file)", f"not UTF-8 text: byte {e.start}")]) from None
+    data, node = _parse(_decoded(text, source), source)
+    return _validated(data, node, source, fmt)
+
+
+def _decoded(text: str | bytes, source: str) -> str:
     if len(text) > MAX_INPUT_BYTES:
         raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
+    if isinstance(text, str):
+        return text
     try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()  # one parse: the node tree gives lines, then values
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        return text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(source, [Problem("(file)", f"not UTF-8 text: byte {e.start}")]) from None
+
+
+def _parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Data and node tree (one parse: the nodes give lines, then values); JSON that YAML refuses."""
+    try:
+        return safeyaml.parse(text)
     except yaml.YAMLError as e:
-        if text.lstrip().startswith(("{", "[")):
+        if text.lstrip().startswith(("{", "[")) and not isinstance(e, safeyaml.AliasError):
             try:  # JSON that YAML refuses (tabs for indentation): fine as JSON, without line numbers
-                data, node = json.loads(text), None
-            except ValueError:
+                return json.loads(text), None
+            except (ValueError, RecursionError):
                 pass
-            else:
-                return _validated(data, node, source, fmt)
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(source, [Problem("(yaml)", f"invalid YAML: {problem}", line)]) from None
     except RecursionError:
         raise SpecError(source, [Problem("(yaml)", "invalid YAML: nested too deeply")]) from None
-    return _validated(data, node, source, fmt)
 
 
 def _validated(data: Any, node: yaml.Node | None, source: str, fmt: str) -> LoadedInput:
