@@ -22,7 +22,7 @@ from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.state import STATUS_FILE
 from nodecfg.plan import file_diff, redact
 from nodecfg.render.errors import RenderError
-from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.durations import DurationError, parse_duration
 from nodecfg.spec.formats import FORMATS
 from nodecfg.spec.loader import SpecError
 
@@ -417,10 +417,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         resync = parse_duration(args.resync)
         listen = parse_listen(args.listen)
+    except DurationError as e:
+        print(f"error: --resync: {e}: {args.resync!r}", file=err)
+        return EXIT_ERROR
     except ValueError as e:
         print(f"error: {e}", file=err)
         return EXIT_ERROR
-    if resync <= 0:
+    if resync.nanoseconds <= 0:
         print(f"error: --resync must be a positive duration, not {args.resync!r}", file=err)
         return EXIT_ERROR
     restarter = _restarter(args, paths)
@@ -430,7 +433,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         containerd_version=args.containerd_version,
         restarter=restarter,
         node_name=args.node_name,
-        resync_s=resync,
+        resync_s=resync.seconds,
         listen=listen,
         wait_for_lock=args.wait,
         input_format=args.input_format,

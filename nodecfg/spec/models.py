@@ -11,10 +11,19 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    model_validator,
+)
 
 from nodecfg.spec import names
-from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.durations import Duration, parse_duration
 
 Capability = Literal["pull", "resolve", "push", "referrers"]
 ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -29,9 +38,14 @@ def _registry_key(value: str) -> str:
         raise ValueError(str(e)) from None
 
 
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
+def _timeout(value: Any) -> Duration:
+    if isinstance(value, Duration):  # a default, or a model built from another
+        return value
+    d = parse_duration(value)
+    if d.nanoseconds < 0:
+        # Go accepts "-5s"; as a dial timeout containerd would then fail every connection at once.
+        raise ValueError("must not be negative (it is a timeout or a delay)")
+    return d
 
 
 def _lower_capabilities(value: Any) -> Any:
@@ -61,7 +75,8 @@ def _check_headers(value: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 RegistryKey = Annotated[str, AfterValidator(_registry_key)]
-Duration = Annotated[str, AfterValidator(_duration)]
+# Parsed once here; `str()` of the value is the text as written, which is what containerd reads.
+Timeout = Annotated[Duration, PlainValidator(_timeout), PlainSerializer(str, return_type=str)]
 Headers = Annotated[dict[str, list[str]], BeforeValidator(_headers), AfterValidator(_check_headers)]
 
 
@@ -143,7 +158,7 @@ class Mirror(EndpointTLS):
         description="What the mirror is used for: `pull` (fetch by digest), `resolve` (tag to "
         "digest), `push`, `referrers` (rendered only for containerd >= 2.2).",
     )
-    dialTimeout: Duration | None = Field(
+    dialTimeout: Timeout | None = Field(
         default=None,
         description="Connect timeout such as `500ms` (hosts.toml `dial_timeout`; rendered only "
         "for containerd >= 2.1, which is the first release that reads it).",
@@ -351,13 +366,13 @@ class Restart(_Strict):
         description="`auto`: restart containerd when config.toml changed; `never`: write it and "
         "report that a restart is pending.",
     )
-    spread: Duration = Field(
-        default="0s",
+    spread: Timeout = Field(
+        default=parse_duration("0s"),
         description="Each node waits a delay in [0, spread) derived from its name before a "
         "restart, so a fleet does not restart at once.",
     )
-    healthTimeout: Duration = Field(
-        default="60s",
+    healthTimeout: Timeout = Field(
+        default=parse_duration("60s"),
         description="How long containerd's CRI plugin may take to become healthy after a restart "
         "before the previous config.toml is restored.",
     )
