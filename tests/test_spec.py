@@ -264,3 +264,34 @@ registries:
 
 def test_json_fallback_nested_too_deeply_is_a_spec_error():
     assert problems("[" * 100_000) == ["(yaml): invalid YAML: nested too deeply"]
+
+
+HEADER_VALUE_RULE = "header value contains control character {}: Go's net/http refuses every request with it: <redacted>"
+HEADER_NAME_RULE = (
+    "not a valid HTTP header name (an RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~): "
+    "Go's net/http refuses every request with it: <redacted>"
+)
+
+
+def test_headers_are_what_go_net_http_sends_and_values_are_never_echoed():
+    text = (
+        "version: 1\nregistries:\n  r.example:\n"
+        '    headers: {X-Token: ["tab\\tok", "SECRET1\\u007f", "SECRET2\\u001b"], "Bad Name": SECRET3, "X-Nl\\n": SECRET4}\n'
+        '    mirrors: [{url: m.example, headers: {Authorization: "Bearer SECRET5\\r\\nX-Injected: 1"}}]\n'
+    )
+    with pytest.raises(SpecError) as e:
+        load_config(text, "r.yaml")
+    assert [str(p) for p in e.value.problems] == [
+        f'4: registries."r.example".headers."X-Token"[1]: {HEADER_VALUE_RULE.format("0x7f")}',
+        f'4: registries."r.example".headers."X-Token"[2]: {HEADER_VALUE_RULE.format("0x1b")}',
+        f'4: registries."r.example".headers."Bad Name": {HEADER_NAME_RULE}',
+        f'4: registries."r.example".headers."X-Nl\\n": {HEADER_NAME_RULE}',
+        f'5: registries."r.example".mirrors[0].headers.Authorization[0]: {HEADER_VALUE_RULE.format("0x0d")}',
+    ]
+    assert "SECRET" not in e.value.render()
+
+
+def test_tab_and_non_ascii_header_values_accepted():
+    # httpguts.ValidHeaderFieldValue allows horizontal tab and bytes >= 0x80 (obs-text).
+    config = load_config('version: 1\nregistries:\n  r.example:\n    headers: {X-A: "v\\tx", X-B: [ü, ""]}\n')
+    assert config.registries["r.example"].headers == {"X-A": ["v\tx"], "X-B": ["ü", ""]}

@@ -27,7 +27,9 @@ from nodecfg.spec.durations import Duration, parse_duration
 
 Capability = Literal["pull", "resolve", "push", "referrers"]
 ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# An RFC 7230 token, as Go's httpguts.ValidHeaderFieldName checks it (fullmatch: `$` would let a
+# trailing newline through).
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 PEM_CERT_MARK = "-----BEGIN CERTIFICATE-----"
 
 
@@ -64,20 +66,31 @@ def _headers(value: Any) -> Any:
     return out
 
 
-def _check_headers(value: dict[str, list[str]]) -> dict[str, list[str]]:
-    for name, values in value.items():
-        if not _HEADER_NAME_RE.match(name):
-            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
-        for v in values:
-            if any(c in v for c in "\r\n\x00"):
-                raise ValueError(f"value of header {name!r} contains a line break or NUL")
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME_RE.fullmatch(name):
+        raise ValueError(
+            "not a valid HTTP header name (an RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~): Go's net/http refuses every request with it"
+        )
+    return name
+
+
+def _header_value(value: str) -> str:
+    # Go's httpguts.ValidHeaderFieldValue: no control character but horizontal tab (so no CR, LF,
+    # NUL, ESC or DEL); containerd's requests with one fail. Only the character's code is shown: the
+    # value itself may be a token.
+    bad = next((c for c in value if (c < " " and c != "\t") or c == "\x7f"), None)
+    if bad is not None:
+        raise ValueError(f"header value contains control character {ord(bad):#04x}: Go's net/http refuses every request with it")
     return value
 
 
 RegistryKey = Annotated[str, AfterValidator(_registry_key)]
 # Parsed once here; `str()` of the value is the text as written, which is what containerd reads.
 Timeout = Annotated[Duration, PlainValidator(_timeout), PlainSerializer(str, return_type=str)]
-Headers = Annotated[dict[str, list[str]], BeforeValidator(_headers), AfterValidator(_check_headers)]
+Headers = Annotated[
+    dict[Annotated[str, AfterValidator(_header_name)], list[Annotated[str, AfterValidator(_header_value)]]],
+    BeforeValidator(_headers),
+]
 
 
 class _Strict(BaseModel):
