@@ -48,6 +48,11 @@ def _text_file(materials: Materials, path: str, where: str, problems: list[str])
     except UnicodeDecodeError:
         problems.append(f"{where}: {path!r} is not UTF-8 text")
         return None
+    if text.startswith("\ufeff"):
+        # Refused, not stripped: the file's bytes are the secret, and containerd would send the
+        # BOM as part of it; guessing which bytes the user meant is worse than saying so.
+        problems.append(f"{where}: {path!r} starts with a UTF-8 byte order mark (EF BB BF): save it without one")
+        return None
     # Secrets created with `kubectl create secret --from-file` or `echo` end in one newline that is
     # not part of the secret; docker login --password-stdin drops it the same way.
     if text.endswith("\r\n"):
