@@ -27,6 +27,9 @@ from nodecfg.spec.formats import FORMATS
 from nodecfg.spec.loader import SpecError
 
 EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
+# The reader of our output went away: what a shell reports for a process killed by SIGPIPE
+# (128 + 13), as for `git log | head -1`, and distinct from diff's 0/1/2.
+EXIT_BROKEN_PIPE = 141
 DEFAULT_CONFIG = "/etc/nodecfg/registries.yaml"
 # Defaults of `run` (the modules that use them are imported only by `run`; tests check they agree).
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
@@ -642,11 +645,40 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run nodecfg; return the exit code. Every error becomes a message and exit code 2."""
+    """Run nodecfg; return the exit code. Every error becomes a message and exit code 2.
+
+    A reader that goes away (`nodecfg diff | head -1`) ends the command quietly with
+    EXIT_BROKEN_PIPE, as git and grep do, instead of a BrokenPipeError traceback.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(list(argv) if argv is not None else None)
-    _configure_logging(err)
+    try:
+        args = _parser().parse_args(list(argv) if argv is not None else None)
+        _configure_logging(err)
+        code = _run(args, out, err)
+        out.flush()  # here, not at interpreter exit, so a closed pipe is seen by the handler below
+        err.flush()
+    except BrokenPipeError:
+        _discard_output(out, err)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _discard_output(*streams: TextIO) -> None:
+    """Point the streams' descriptors at /dev/null, so the final flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in streams:
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError):  # not a real file (a test's StringIO), or already closed
+                continue
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         return COMMANDS[args.command](args, out, err)
     except SpecError as e:
