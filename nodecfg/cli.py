@@ -27,11 +27,14 @@ from nodecfg.plan import file_diff
 from nodecfg.plan.redaction import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.spec import names
-from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.durations import DurationError, parse_duration
 from nodecfg.spec.formats import FORMATS
 from nodecfg.spec.loader import SpecError
 
 EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
+# The reader of our output went away: what a shell reports for a process killed by SIGPIPE
+# (128 + 13), as for `git log | head -1`, and distinct from diff's 0/1/2.
+EXIT_BROKEN_PIPE = 141
 DEFAULT_CONFIG = "/etc/nodecfg/registries.yaml"
 # Defaults of `run` (the modules that use them are imported only by `run`; tests check they agree).
 DEFAULT_SOCKET = "/run/containerd/containerd.sock"
@@ -235,7 +238,7 @@ def _paths(args: argparse.Namespace) -> NodePaths:
 
 def _wait_timeout(args: argparse.Namespace) -> float:
     try:
-        return parse_duration(args.wait_timeout)
+        return parse_duration(args.wait_timeout).seconds
     except ValueError as e:
         raise NodeError(f"--wait-timeout {args.wait_timeout!r}: {e}") from None
 
@@ -360,6 +363,9 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write the plan to the node; report whether a containerd restart is needed."""
     paths = _paths(args)
+    # A dry run first, without the lock (reads only): bad input fails here and leaves nothing on
+    # the node, not even the state dir and its lock file. Under the lock the node is read again.
+    prepare(paths, args.config, args.containerd_version, input_format=args.input_format)
     with _holding(args, paths, "nodecfg apply", NODE_LOCK):
         recovered = recover_node(paths)
         if recovered:
@@ -473,10 +479,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         resync = parse_duration(args.resync)
         listen = parse_listen(args.listen)
+    except DurationError as e:
+        print(f"error: --resync: {e}: {args.resync!r}", file=err)
+        return EXIT_ERROR
     except ValueError as e:
         print(f"error: {e}", file=err)
         return EXIT_ERROR
-    if resync <= 0:
+    if resync.nanoseconds <= 0:
         print(f"error: --resync must be a positive duration, not {args.resync!r}", file=err)
         return EXIT_ERROR
     restarter = _restarter(args, paths)
@@ -486,7 +495,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         containerd_version=args.containerd_version,
         restarter=restarter,
         node_name=args.node_name,
-        resync_s=resync,
+        resync_s=resync.seconds,
         listen=listen,
         wait_for_lock=args.wait,
         lock_timeout_s=_wait_timeout(args),
@@ -710,11 +719,40 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run nodecfg; return the exit code. Every error becomes a message and exit code 2."""
+    """Run nodecfg; return the exit code. Every error becomes a message and exit code 2.
+
+    A reader that goes away (`nodecfg diff | head -1`) ends the command quietly with
+    EXIT_BROKEN_PIPE, as git and grep do, instead of a BrokenPipeError traceback.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
-    args = _parser().parse_args(list(argv) if argv is not None else None)
-    _configure_logging(err)
+    try:
+        args = _parser().parse_args(list(argv) if argv is not None else None)
+        _configure_logging(err)
+        code = _run(args, out, err)
+        out.flush()  # here, not at interpreter exit, so a closed pipe is seen by the handler below
+        err.flush()
+    except BrokenPipeError:
+        _discard_output(out, err)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _discard_output(*streams: TextIO) -> None:
+    """Point the streams' descriptors at /dev/null, so the final flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in streams:
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError):  # not a real file (a test's StringIO), or already closed
+                continue
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         return COMMANDS[args.command](args, out, err)
     except SpecError as e:

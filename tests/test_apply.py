@@ -154,8 +154,8 @@ def test_invalid_input_changes_nothing(root, tmp_path):
     rc, _, err = run("apply", *node_args(root, bad))
     assert rc == 2
     assert "nothing was changed on the node" in err
-    # Only the node lock was taken (its file is empty again: nobody holds it).
-    assert tree(root) == {**before, f"{STATE}/lock": (0o600, b"")}
+    # Refused before the lock is taken: not even the state dir or its lock file appear.
+    assert tree(root) == before
 
 
 def test_crash_after_journal_is_finished_by_the_next_run(root, tmp_path, monkeypatch):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import structlog
 
-from tests.conftest import node_args, run
+from nodecfg.cli import EXIT_BROKEN_PIPE
+from tests.conftest import REPO, node_args, run
 from tests.test_apply import copy_example
 
 SECRETS = ("example-harbor-password", "example-pull-password", "S3cr3t-from-env")
@@ -98,3 +101,24 @@ def test_secrets_never_in_output_or_logs(command, root, tmp_path, monkeypatch):
         # The secrets did reach the one place they must: config.toml.
         assert "S3cr3t-from-env" in (root / "etc/containerd/config.toml").read_text()
         assert any(e["event"] == "apply" for e in logs)
+
+
+def piped(argv: list[str], reader: str, tmp_path: Path) -> tuple[int, str]:
+    """Run `python -m nodecfg ARGV | READER` through a real shell pipe; nodecfg's exit code and stderr."""
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "nodecfg", *argv])
+    err, rc = tmp_path / "stderr", tmp_path / "rc"
+    script = f"{{ {command} 2>{shlex.quote(str(err))}; echo $? >{shlex.quote(str(rc))}; }} | {reader} >/dev/null"
+    subprocess.run(["sh", "-c", script], cwd=REPO, check=True, timeout=120)
+    return int(rc.read_text()), err.read_text()
+
+
+def test_diff_into_a_closed_pipe_exits_quietly(root, tmp_path):
+    config = tmp_path / "many.yaml"  # a diff of ~200 KB: far more than a pipe holds once head has gone
+    config.write_text("version: 1\nregistries:\n" + "".join(f"  r{i}.example: {{mirrors: [m{i}.example]}}\n" for i in range(600)))
+    assert piped(["diff", *node_args(root, config)], "head -1", tmp_path) == (EXIT_BROKEN_PIPE, "")
+
+
+def test_explain_into_a_closed_pipe_exits_quietly(root, tmp_path):
+    # head -n 0 exits before nodecfg writes its few lines, so every write meets a closed pipe.
+    argv = ["explain", "--root", str(root), "--containerd-version", "1.6.20", "nginx"]
+    assert piped(argv, "head -n 0", tmp_path) == (EXIT_BROKEN_PIPE, "")

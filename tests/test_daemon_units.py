@@ -8,12 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+import structlog
 
-from nodecfg.daemon import spread_delay
+from nodecfg.daemon import Daemon, Options, spread_delay
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import parse_listen
+from nodecfg.node.apply import NodePaths
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import LockHeld, StateLock
+from nodecfg.node.restart import NoRestart
 from nodecfg.spec.models import Config
 from tests.conftest import run
 
@@ -140,3 +143,26 @@ def test_cli_defaults_agree_with_the_modules_that_use_them() -> None:
     assert cli.DEFAULT_SOCKET == cri.DEFAULT_SOCKET
     assert cli.DEFAULT_SYSTEM_BUS == restart.DEFAULT_SYSTEM_BUS
     assert cli.DEFAULT_UNIT == restart.DEFAULT_UNIT
+
+
+def test_misspelled_secret_field_never_reaches_log_status_or_readyz(root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: hunter2}\n")
+    paths = NodePaths(
+        root=str(root),
+        containerd_config="/etc/containerd/config.toml",
+        hosts_dir="/etc/containerd/certs.d",
+        state_dir="/var/lib/nodecfg",
+        containerd_socket="/run/containerd/containerd.sock",
+    )
+    daemon = Daemon(
+        Options(paths=paths, config_path=str(config), containerd_version="1.6.20", restarter=NoRestart(), node_name="n")
+    )
+    with structlog.testing.capture_logs() as logs:
+        daemon.reconcile("start")
+    status_text = run("status", "--root", str(root))[1]
+    status_file = (root / "var/lib/nodecfg/status.json").read_text()
+    everything = json.dumps(logs) + status_file + status_text + daemon.readyz().reason + daemon.metrics.render()
+    assert "hunter2" not in everything
+    assert "credentials[0].Password: unknown field (check its spelling and case): <redacted>" in daemon.readyz().reason
+    assert "credentials[0].Password: unknown field" in status_text

@@ -251,3 +251,21 @@ def test_k3s_identity_token_and_unknown_auth_fields(root, tmp_path):
     rc, out, err = run("diff", *node_args(root, config))
     assert rc == 2 and "configs.'reg.example'.auth: unknown field(s) token" in err
     assert "tok-never-shown" not in out + err
+
+
+def test_k3s_credentials_file_bomb_is_refused(root, tmp_path):
+    levels = [
+        "configs:",
+        '  "r.example":',
+        "    auth: {username: u, password: p}",
+        "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]",
+    ]
+    levels += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    write(tmp_path, "k3s.yaml", "\n".join(levels) + "\n")
+    config = write(tmp_path, "registries.yaml", "version: 1\ncredentials:\n  - k3sRegistries: k3s.yaml\n")
+    rc, _, err = run("validate", *node_args(root, config))
+    assert rc == 2
+    assert (
+        "credentials[0].k3sRegistries: invalid YAML at line 9: aliases expand to more than 100000 values "
+        '(nested anchors and aliases, a "billion laughs" document)'
+    ) in err

@@ -124,17 +124,25 @@ registries = st.dictionaries(
     st.sampled_from(REGISTRY_VARIANTS),
     max_size=3,
 )
-inputs = st.fixed_dictionaries(
-    {"registries": registries, "credentials": st.booleans(), "hostAliases": st.booleans()},
-).map(
-    lambda g: {
-        "version": 1,
-        "registries": g["registries"],
-        "credentials": [{"registry": "harbor.corp.example", "username": "robot", "passwordFile": "secrets/harbor-password"}]
-        if g["credentials"]
-        else [],
-        "hostAliases": [{"ip": "10.0.0.5", "hostnames": ["harbor.corp.example"]}] if g["hostAliases"] else [],
-    }
+inputs = (
+    st.fixed_dictionaries(
+        {"registries": registries, "credentials": st.booleans(), "hostAliases": st.booleans()},
+    )
+    .filter(
+        # `*` cannot be plain HTTP (its implicit upstream is every registry's): such an input is
+        # refused and writes nothing, so it has no steps to kill.
+        lambda g: g["registries"].get("*", {}).get("plainHTTP") is not True
+    )
+    .map(
+        lambda g: {
+            "version": 1,
+            "registries": g["registries"],
+            "credentials": [{"registry": "harbor.corp.example", "username": "robot", "passwordFile": "secrets/harbor-password"}]
+            if g["credentials"]
+            else [],
+            "hostAliases": [{"ip": "10.0.0.5", "hostnames": ["harbor.corp.example"]}] if g["hostAliases"] else [],
+        }
+    )
 )
 nodes = st.fixed_dictionaries({"legacy": st.booleans(), "foreign": st.booleans()})
 
@@ -217,7 +225,9 @@ def test_a_kill_at_any_step_of_apply_or_uninstall_is_undone_by_the_next_run_and_
         if first_config is not None:
             cli("apply", root, first_config)
         # apply killed, on the node before nodecfg or over the first input
-        assert kill_every_step(template, "apply", second_config, then_apply) > 10  # lock, journal, staging, renames
+        steps = kill_every_step(template, "apply", second_config, then_apply)
+        # lock, journal, staging, renames; an apply of the input already there only takes the lock
+        assert steps > 10 if first != second else steps >= 1
         # uninstall killed, after the second input was applied
         cli("apply", root, second_config)
         kill_every_step(template, "uninstall", second_config, then_apply)

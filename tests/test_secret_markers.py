@@ -33,7 +33,6 @@ from tests.conftest import EXAMPLES, REPO, run
 VERSION = "1.6.20"
 REGISTRY_TABLE = '[plugins."io.containerd.grpc.v1.cri".registry]'
 CONFIGS = 'plugins."io.containerd.grpc.v1.cri".registry.configs'
-MISSPELLED_REASON = "fixed on the input-hardening branch"
 
 
 def marker(name: str) -> str:
@@ -261,7 +260,6 @@ def test_node_config_secrets_never_shown_whatever_the_spelling(source: Source, t
     assert source.marker in (node.root / "etc/containerd/config.toml").read_text()  # kept on the node
 
 
-@pytest.mark.xfail(strict=True, reason=MISSPELLED_REASON)
 def test_misspelled_credential_field_never_shown(tmp_path: Path) -> None:
     node = make_node(tmp_path, [MISSPELLED])
     outputs = cli_outputs(node, tmp_path / "out")
@@ -336,7 +334,6 @@ def test_daemon_never_shows_a_secret(daemon_outputs: RunDaemon, tmp_path: Path) 
         assert s.marker in (node.root / s.lands_in).read_text()
 
 
-@pytest.mark.xfail(strict=True, reason=MISSPELLED_REASON)
 def test_daemon_never_shows_a_misspelled_field(daemon_outputs: RunDaemon, tmp_path: Path) -> None:
     node = make_node(tmp_path, [MISSPELLED])
     outputs = daemon_outputs(node)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from nodecfg.spec import names
 from nodecfg.spec.loader import SpecError, load_config
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 
 def problems(text: str) -> list[str]:
@@ -40,7 +44,7 @@ credentials:
 """
     assert problems(text) == [
         "5: registries.\"docker.io\".mirrors[0]: url scheme must be http or https, not 'ftp'",
-        '6: registries."docker.io".fallBack: unknown field (check its spelling and case): False',
+        '6: registries."docker.io".fallBack: unknown field (check its spelling and case): <redacted>',
         "7: registries.\"bad/../x\": must not contain '/', '\\', '..' or NUL (it names a directory): 'bad/../x'",
         '8: registries."10.0.0.5:5000": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with '
         "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)",
@@ -137,7 +141,157 @@ def test_bad_duration_and_capability():
     assert any("dialTimeout" in p and "'5 minutes'" in p for p in ps)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: MARKER-1}\n",
+            "3: credentials[0].Password: unknown field (check its spelling and case): <redacted>",
+        ),
+        (
+            "version: 1\npasword: MARKER-1\n",
+            "2: pasword: unknown field (check its spelling and case): <redacted>",
+        ),
+        (
+            "version: 1\nregistries:\n  r.example:\n    mirrors: [{url: m.example, tokn: MARKER-1}]\n",
+            '4: registries."r.example".mirrors[0].tokn: unknown field (check its spelling and case): <redacted>',
+        ),
+        (
+            "version: 1\ncredentials:\n  - {registry: 'r.example:MARKER-1', username: u, passwordFile: /pw}\n",
+            "3: credentials[0].registry: must be a host or host:port as containerd contacts it, such as "
+            "harbor.example or 10.0.0.5:5000: <redacted>",
+        ),
+        (
+            "version: 1\ncredentials:\n  - {registry: r.example, username: 123456, passwordFile: /pw}\n",
+            "3: credentials[0].username: Input should be a valid string: <redacted>",
+        ),
+        (
+            "version: 1\nregistries:\n  r.example:\n    headers: {X-Team: [a, 123456]}\n",
+            '4: registries."r.example".headers."X-Team"[1]: Input should be a valid string: <redacted>',
+        ),
+    ],
+)
+def test_values_that_may_be_secret_are_never_echoed(text, expected):
+    with pytest.raises(SpecError) as e:
+        load_config(text, "r.yaml")
+    assert [str(p) for p in e.value.problems] == [expected]
+    assert "MARKER-1" not in e.value.render() and "MARKER-1" not in str(e.value)
+    assert "123456" not in e.value.render()
+
+
+def test_ordinary_values_are_still_echoed():
+    assert problems("version: 1\nregistries:\n  r.example:\n    mirrors: [{url: m.example, capabilities: [fetch]}]\n") == [
+        "4: registries.\"r.example\".mirrors[0].capabilities[0]: Input should be 'pull', 'resolve', 'push' or 'referrers': 'fetch'"
+    ]
+
+
 def test_secret_header_values_never_echoed():
     [p] = problems("version: 1\nregistries:\n  r.example:\n    headers: {Authorization: [987654321]}\n")
     assert p.startswith('4: registries."r.example".headers.Authorization[0]: ')
     assert "987654321" not in p and "<redacted>" in p
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic bomb: each anchor a list of nine aliases to the one before (9**levels values)."""
+    lines = [
+        "version: 1",
+        "registries:",
+        "  r.example:",
+        "    headers:",
+        "      X0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]",
+    ]
+    lines += [f"      X{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_RULE = 'invalid YAML: aliases expand to more than 100000 values (nested anchors and aliases, a "billion laughs" document)'
+
+
+def test_yaml_bomb_refused_at_the_alias_that_crosses_the_bound():
+    # Six levels (9**6 values), so that a regression costs this process tens of MiB, not gigabytes.
+    text = billion_laughs(6)
+    # X5 (line 10) is the first level whose aliases add more than the bound: refused there.
+    assert problems(text) == [f"10: (yaml): {BOMB_RULE}"]
+
+
+def test_yaml_bomb_memory_stays_small():
+    # In a child with a 1 GiB address-space limit: without the bound this is a MemoryError there,
+    # not gigabytes here. The bound asserted is far above a normal load (a few MiB).
+    code = (
+        "import json, resource, sys, tracemalloc\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from nodecfg.spec.loader import SpecError, load_config\n"
+        "tracemalloc.start()\n"
+        "try:\n"
+        "    load_config(sys.stdin.read(), 'bomb.yaml')\n"
+        "except SpecError as e:\n"
+        "    print(json.dumps([str(p) for p in e.problems]))\n"
+        "print(tracemalloc.get_traced_memory()[1])\n"
+    )
+    text = billion_laughs()
+    assert len(text.encode()) < 1024
+    r = subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, cwd=REPO, check=False, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    found, peak = r.stdout.splitlines()
+    assert json.loads(found) == [f"10: (yaml): {BOMB_RULE}"]
+    assert int(peak) < 64 * 1024 * 1024
+
+
+def test_alias_cycle_refused():
+    assert problems("version: 1\nregistries: &a {r.example: *a}\n") == [
+        "2: (yaml): invalid YAML: an alias refers to a node that contains it (a cycle)"
+    ]
+
+
+def test_a_few_aliases_keep_working():
+    text = """version: 1
+registries:
+  docker.io:
+    mirrors: &hub
+      - url: https://mirror-a.example
+        capabilities: &pull [pull]
+      - url: https://mirror-b.example
+  quay.io: {mirrors: *hub}
+  ghcr.io:
+    mirrors: [{url: https://mirror-c.example, capabilities: *pull}]
+"""
+    config = load_config(text)
+    assert [m.url for m in config.registries["quay.io"].mirrors] == ["https://mirror-a.example", "https://mirror-b.example"]
+    assert config.registries["ghcr.io"].mirrors[0].capabilities == ["pull"]
+
+
+def test_json_fallback_nested_too_deeply_is_a_spec_error():
+    assert problems("[" * 100_000) == ["(yaml): invalid YAML: nested too deeply"]
+
+
+HEADER_VALUE_RULE = "header value contains control character {}: Go's net/http refuses every request with it: <redacted>"
+HEADER_NAME_RULE = (
+    "not a valid HTTP header name (an RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~): "
+    "Go's net/http refuses every request with it: <redacted>"
+)
+
+
+def test_headers_are_what_go_net_http_sends_and_values_are_never_echoed():
+    text = (
+        "version: 1\nregistries:\n  r.example:\n"
+        '    headers: {X-Token: ["tab\\tok", "SECRET1\\u007f", "SECRET2\\u001b"], "Bad Name": SECRET3, "X-Nl\\n": SECRET4}\n'
+        '    mirrors: [{url: m.example, headers: {Authorization: "Bearer SECRET5\\r\\nX-Injected: 1"}}]\n'
+    )
+    with pytest.raises(SpecError) as e:
+        load_config(text, "r.yaml")
+    assert [str(p) for p in e.value.problems] == [
+        f'4: registries."r.example".headers."X-Token"[1]: {HEADER_VALUE_RULE.format("0x7f")}',
+        f'4: registries."r.example".headers."X-Token"[2]: {HEADER_VALUE_RULE.format("0x1b")}',
+        f'4: registries."r.example".headers."Bad Name": {HEADER_NAME_RULE}',
+        f'4: registries."r.example".headers."X-Nl\\n": {HEADER_NAME_RULE}',
+        f'5: registries."r.example".mirrors[0].headers.Authorization[0]: {HEADER_VALUE_RULE.format("0x0d")}',
+    ]
+    assert "SECRET" not in e.value.render()
+
+
+def test_tab_and_non_ascii_header_values_accepted():
+    # httpguts.ValidHeaderFieldValue allows horizontal tab and bytes >= 0x80 (obs-text).
+    config = load_config('version: 1\nregistries:\n  r.example:\n    headers: {X-A: "v\\tx", X-B: [ü, ""]}\n')
+    assert config.registries["r.example"].headers == {"X-A": ["v\tx"], "X-B": ["ü", ""]}

@@ -47,7 +47,6 @@ from nodecfg.node.state import STATUS_FILE, daemon_mirrors
 from nodecfg.plan.redaction import redact
 from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
-from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.loader import SpecError
 from nodecfg.spec.versions import ContainerdTarget
 
@@ -308,8 +307,8 @@ class Daemon:
     def _read_restart_settings(self, prepared: Prepared) -> None:
         r = prepared.config.restart
         self.policy = r.policy
-        self.spread_s = parse_duration(r.spread)
-        self.health_timeout_s = parse_duration(r.healthTimeout)
+        self.spread_s = r.spread.seconds
+        self.health_timeout_s = r.healthTimeout.seconds
 
     def reconcile(self, reason: str) -> None:
         """Render the input against the node and apply what differs; schedule a restart if needed."""

@@ -25,7 +25,6 @@ import structlog
 from nodecfg.node.apply import NodePaths
 from nodecfg.node.reach import Reached, node_hosts, reach
 from nodecfg.render.hosts import MirrorEndpoint
-from nodecfg.spec.durations import parse_duration
 from nodecfg.spec.models import MirrorHealth
 
 log = structlog.get_logger("nodecfg")
@@ -49,7 +48,7 @@ class Settings:
     @classmethod
     def of(cls, h: MirrorHealth) -> Settings:
         """Parse the input's settings."""
-        return cls(h.enabled, parse_duration(h.interval), parse_duration(h.timeout), h.outAfter, h.backAfter)
+        return cls(h.enabled, h.interval.seconds, h.timeout.seconds, h.outAfter, h.backAfter)
 
 
 @dataclass(frozen=True)

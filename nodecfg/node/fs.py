@@ -72,19 +72,60 @@ class FileInfo:
     mode: int | None
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _require_regular(real: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    raise NodeError(f"read {real}: {kind}, not a regular file")
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def read_file(real: str, limit: int = 16 * 1024 * 1024) -> FileInfo:
-    """Read a regular file; a missing file is FileInfo(None, None)."""
+    """Read a regular file of at most `limit` bytes; a missing file is FileInfo(None, None).
+
+    Anything else is refused without blocking: open() of a FIFO waits for a writer forever (and a
+    daemon stuck there ignores SIGTERM), and opening a device can act on it (a watchdog starts its
+    timer). So the file is stat()ed (following symlinks, as kubelet's ..data links need) before it
+    is opened, opened non-blocking, and fstat()ed again in case it was swapped in between.
+    """
     try:
-        with open(real, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise NodeError(f"read {real}: not a regular file")
-            data = f.read(limit + 1)
+        _require_regular(real, os.stat(real).st_mode)
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         return FileInfo(None, None)
     except OSError as e:
         raise NodeError(f"read {real}: {e.strerror}") from None
-    if len(data) > limit:
+    try:
+        st = os.fstat(fd)
+        _require_regular(real, st.st_mode)
+        if st.st_size > limit:
+            raise NodeError(f"read {real}: larger than {limit} bytes")
+        data = _read_fd(fd, limit)
+    except OSError as e:
+        raise NodeError(f"read {real}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew after fstat
         raise NodeError(f"read {real}: larger than {limit} bytes")
     return FileInfo(data, stat.S_IMODE(st.st_mode))
 

@@ -7,14 +7,17 @@ from collections.abc import Mapping
 
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.render.materials import Materials, referenced_files
+from nodecfg.spec.loader import MAX_INPUT_BYTES
 from nodecfg.spec.models import Config
 
+# A CA bundle, a client key or a pull secret is a few KiB; the cap bounds what a wrong path (a log
+# file, a disk image) costs before it is refused.
 MAX_REFERENCED_BYTES = 1024 * 1024
 
 
 def read_input(path: str) -> bytes:
     """The input file's bytes (a ConfigMap volume: follows kubelet's ..data symlinks)."""
-    info = read_file(path, limit=4 * 1024 * 1024)
+    info = read_file(path, limit=MAX_INPUT_BYTES)
     if info.content is None:
         raise NodeError(f"read {path}: no such file (set --config or NODECFG_CONFIG)")
     return info.content

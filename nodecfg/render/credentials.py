@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from nodecfg.render.materials import Materials, Secret, material
-from nodecfg.spec import formats, loader, names
+from nodecfg.spec import formats, loader, names, safeyaml
 from nodecfg.spec.models import ENV_REF_RE, FILE_SOURCES, Config, Credential
 
 
@@ -47,6 +47,11 @@ def _text_file(materials: Materials, path: str, where: str, problems: list[str])
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         problems.append(f"{where}: {path!r} is not UTF-8 text")
+        return None
+    if text.startswith("\ufeff"):
+        # Refused, not stripped: the file's bytes are the secret, and containerd would send the
+        # BOM as part of it; guessing which bytes the user meant is worse than saying so.
+        problems.append(f"{where}: {path!r} starts with a UTF-8 byte order mark (EF BB BF): save it without one")
         return None
     # Secrets created with `kubectl create secret --from-file` or `echo` end in one newline that is
     # not part of the secret; docker login --password-stdin drops it the same way.
@@ -172,10 +177,12 @@ def _auth_json(text: str, where: str, materials: Materials, problems: list[str],
 
 def _k3s_auth(text: str, where: str, problems: list[str]) -> dict[str, Auth]:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+        data, _ = safeyaml.parse(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        # Only nodecfg's own rule is shown: PyYAML's problem text may quote the secret file.
         mark = getattr(e, "problem_mark", None)
-        problems.append(f"{where}: invalid YAML" + (f" at line {mark.line + 1}" if mark is not None else ""))
+        rule = f": {e.problem}" if isinstance(e, safeyaml.AliasError) else ""
+        problems.append(f"{where}: invalid YAML" + (f" at line {mark.line + 1}" if mark is not None else "") + rule)
         return {}
     entries: dict[str, dict[str, object]] = {}
     for host, auth in formats.k3s_auth_entries(data).items():

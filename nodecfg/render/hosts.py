@@ -18,6 +18,7 @@ from nodecfg.render.hostsfile import HostEntry, parse_hosts_file
 from nodecfg.render.legacy import LegacyTLS
 from nodecfg.render.materials import Materials, material
 from nodecfg.spec import names, versions
+from nodecfg.spec.durations import Duration
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
 from nodecfg.spec.secrets import is_secret_header
 from nodecfg.spec.versions import ContainerdVersion
@@ -64,7 +65,7 @@ class _Endpoint:
     tls: EndpointTLS | None
     capabilities: tuple[str, ...] | None
     override_path: bool
-    dial_timeout: str | None
+    dial_timeout: Duration | None
     file_prefix: str
     location: str
 
@@ -162,7 +163,7 @@ class _Renderer:
         self._tls(ep, out)
         if ep.dial_timeout is not None:
             if self.target >= versions.DIAL_TIMEOUT:
-                out["dial_timeout"] = ep.dial_timeout
+                out["dial_timeout"] = str(ep.dial_timeout)
             else:
                 self.warnings.append(
                     f"{ep.location}.dialTimeout: not rendered: containerd {self.target} does not read it (needs >= 2.1)"

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nodecfg.spec import names, versions
-from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.durations import DurationError, parse_duration
 from nodecfg.spec.versions import ContainerdVersion
 
 ALL_CAPABILITIES = ("pull", "resolve", "push")
@@ -152,8 +152,8 @@ def _entry(
     dial = t.get("dial_timeout")
     if dial is not None and target >= versions.DIAL_TIMEOUT:
         try:
-            parse_duration(str(dial))
-        except ValueError:
+            parse_duration(dial)
+        except DurationError:
             problems.append(f"{where}: invalid dial_timeout {dial!r}")
     return HostEntry(
         key,

@@ -12,11 +12,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nodecfg.spec import formats
+from nodecfg.spec import formats, safeyaml
 from nodecfg.spec.models import Config
-from nodecfg.spec.secrets import SECRET_FIELDS, is_secret_header
+from nodecfg.spec.secrets import SECRET_FIELDS
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
+REDACTED = "<redacted>"
 PathT = tuple[str | int, ...]
 
 
@@ -44,34 +45,6 @@ class SpecError(ValueError):
         """All problems, one per line, prefixed with the source name."""
         head = f"{self.source}: {len(self.problems)} problem(s):"
         return "\n".join([head, *(f"  {self.source}:{p}" for p in self.problems)])
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would keep the last one silently."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            ) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"duplicate key {key!r} (first at line {seen[key] + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _line_index(node: yaml.Node | None, path: PathT, out: dict[PathT, int]) -> None:
@@ -102,49 +75,58 @@ def format_location(path: PathT) -> str:
     return out or "(top level)"
 
 
-def _is_secret_place(path: PathT) -> bool:
-    """A credential field, or a value of a credential-bearing header (`headers.<name>`)."""
-    for i, p in enumerate(path):
-        if isinstance(p, str) and (p in SECRET_FIELDS or (i > 0 and path[i - 1] == "headers" and is_secret_header(p))):
-            return True
-    return False
+def _may_be_secret(path: PathT, unknown_field: bool) -> bool:
+    """Whether a value at `path` could be a secret, judged by place, never by the value itself.
+
+    A misspelled field (`Password:`) is unknown, so its value is hidden whatever its name; so is
+    everything under `credentials` and every header value (a bearer token is an ordinary header).
+    """
+    return (
+        unknown_field
+        or (bool(path) and path[0] == "credentials")
+        or "headers" in path
+        or any(p in SECRET_FIELDS for p in path if isinstance(p, str))
+    )
 
 
-def _show_value(path: PathT, value: Any) -> str:
-    if _is_secret_place(path):
-        return "<redacted>"
+def _show_value(path: PathT, value: Any, unknown_field: bool = False) -> str:
     if isinstance(value, (dict, list)):
         return ""
+    if _may_be_secret(path, unknown_field):
+        return REDACTED
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _clean_path(loc: tuple[str | int, ...]) -> PathT:
+    """The error location of pydantic without its markers for dict keys and validator wrappers."""
+    out: list[str | int] = []
+    for part in loc:
+        if part == "[key]":  # a bad dict key: the key itself is the place
+            continue
+        if isinstance(part, str) and part.startswith(("function-after[", "function-before[")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _rule(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
 
 
 def _from_validation_error(err: ValidationError, lines: dict[PathT, int]) -> list[Problem]:
     problems = []
     for e in err.errors(include_url=False):
-        loc: list[str | int] = []
-        for part in e["loc"]:
-            if part == "[key]":  # pydantic's marker for a bad dict key: the key itself is the place
-                continue
-            if isinstance(part, str) and part.startswith(("function-after[", "function-before[")):
-                continue
-            loc.append(part)
-        path = tuple(loc)
-        msg = str(e["msg"])
-        for prefix in ("Value error, ", "Assertion failed, "):
-            if msg.startswith(prefix):
-                msg = msg[len(prefix) :]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field (check its spelling and case)"
-        value = _show_value(path, e.get("input"))
-        if value and e["type"] not in ("missing",) and not msg.startswith(("password:",)):
+        path = _clean_path(e["loc"])
+        unknown_field = e["type"] == "extra_forbidden"
+        msg = "unknown field (check its spelling and case)" if unknown_field else _rule(str(e["msg"]))
+        value = _show_value(path, e.get("input"), unknown_field)
+        if value and e["type"] != "missing" and not msg.startswith("password:"):
             msg = f"{msg}: {value}"
-        line = None
-        for n in range(len(path), -1, -1):
-            if path[:n] in lines:
-                line = lines[path[:n]]
-                break
-        problems.append(Problem(format_location(path), msg, line))
+        problems.append(_problem_at(lines, path, msg))
     return problems
 
 
@@ -174,37 +156,37 @@ def _problem_at(lines: dict[PathT, int], path: PathT, message: str) -> Problem:
 
 def load_input(text: str | bytes, source: str = "registries.yaml", fmt: str = "auto") -> LoadedInput:
     """Parse any accepted format (`fmt` or detected), translate it, validate it; raise SpecError."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_INPUT_BYTES:
-            raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise SpecError(source, [Problem("(file)", f"not UTF-8 text: byte {e.start}")]) from None
+    data, node = _parse(_decoded(text, source), source)
+    return _validated(data, node, source, fmt)
+
+
+def _decoded(text: str | bytes, source: str) -> str:
     if len(text) > MAX_INPUT_BYTES:
         raise SpecError(source, [Problem("(file)", f"larger than {MAX_INPUT_BYTES} bytes")])
+    if isinstance(text, str):
+        return text
     try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()  # one parse: the node tree gives lines, then values
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        return text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(source, [Problem("(file)", f"not UTF-8 text: byte {e.start}")]) from None
+
+
+def _parse(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Data and node tree (one parse: the nodes give lines, then values); JSON that YAML refuses."""
+    try:
+        return safeyaml.parse(text)
     except yaml.YAMLError as e:
-        if text.lstrip().startswith(("{", "[")):
+        if text.lstrip().startswith(("{", "[")) and not isinstance(e, safeyaml.AliasError):
             try:  # JSON that YAML refuses (tabs for indentation): fine as JSON, without line numbers
-                data, node = json.loads(text), None
-            except ValueError:
+                return json.loads(text), None
+            except (ValueError, RecursionError):
                 pass
-            else:
-                return _validated(data, node, source, fmt)
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(source, [Problem("(yaml)", f"invalid YAML: {problem}", line)]) from None
     except RecursionError:
         raise SpecError(source, [Problem("(yaml)", "invalid YAML: nested too deeply")]) from None
-    return _validated(data, node, source, fmt)
 
 
 def _validated(data: Any, node: yaml.Node | None, source: str, fmt: str) -> LoadedInput:

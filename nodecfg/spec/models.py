@@ -11,14 +11,25 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    model_validator,
+)
 
 from nodecfg.spec import names
-from nodecfg.spec.durations import parse_duration
+from nodecfg.spec.durations import Duration, parse_duration
 
 Capability = Literal["pull", "resolve", "push", "referrers"]
 ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# An RFC 7230 token, as Go's httpguts.ValidHeaderFieldName checks it (fullmatch: `$` would let a
+# trailing newline through).
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 PEM_CERT_MARK = "-----BEGIN CERTIFICATE-----"
 
 
@@ -29,9 +40,14 @@ def _registry_key(value: str) -> str:
         raise ValueError(str(e)) from None
 
 
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
+def _timeout(value: Any) -> Duration:
+    if isinstance(value, Duration):  # a default, or a model built from another
+        return value
+    d = parse_duration(value)
+    if d.nanoseconds < 0:
+        # Go accepts "-5s"; as a dial timeout containerd would then fail every connection at once.
+        raise ValueError("must not be negative (it is a timeout or a delay)")
+    return d
 
 
 def _lower_capabilities(value: Any) -> Any:
@@ -50,19 +66,31 @@ def _headers(value: Any) -> Any:
     return out
 
 
-def _check_headers(value: dict[str, list[str]]) -> dict[str, list[str]]:
-    for name, values in value.items():
-        if not _HEADER_NAME_RE.match(name):
-            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
-        for v in values:
-            if any(c in v for c in "\r\n\x00"):
-                raise ValueError(f"value of header {name!r} contains a line break or NUL")
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME_RE.fullmatch(name):
+        raise ValueError(
+            "not a valid HTTP header name (an RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~): Go's net/http refuses every request with it"
+        )
+    return name
+
+
+def _header_value(value: str) -> str:
+    # Go's httpguts.ValidHeaderFieldValue: no control character but horizontal tab (so no CR, LF,
+    # NUL, ESC or DEL); containerd's requests with one fail. Only the character's code is shown: the
+    # value itself may be a token.
+    bad = next((c for c in value if (c < " " and c != "\t") or c == "\x7f"), None)
+    if bad is not None:
+        raise ValueError(f"header value contains control character {ord(bad):#04x}: Go's net/http refuses every request with it")
     return value
 
 
 RegistryKey = Annotated[str, AfterValidator(_registry_key)]
-Duration = Annotated[str, AfterValidator(_duration)]
-Headers = Annotated[dict[str, list[str]], BeforeValidator(_headers), AfterValidator(_check_headers)]
+# Parsed once here; `str()` of the value is the text as written, which is what containerd reads.
+Timeout = Annotated[Duration, PlainValidator(_timeout), PlainSerializer(str, return_type=str)]
+Headers = Annotated[
+    dict[Annotated[str, AfterValidator(_header_name)], list[Annotated[str, AfterValidator(_header_value)]]],
+    BeforeValidator(_headers),
+]
 
 
 class _Strict(BaseModel):
@@ -143,7 +171,7 @@ class Mirror(EndpointTLS):
         description="What the mirror is used for: `pull` (fetch by digest), `resolve` (tag to "
         "digest), `push`, `referrers` (rendered only for containerd >= 2.2).",
     )
-    dialTimeout: Duration | None = Field(
+    dialTimeout: Timeout | None = Field(
         default=None,
         description="Connect timeout such as `500ms` (hosts.toml `dial_timeout`; rendered only "
         "for containerd >= 2.1, which is the first release that reads it).",
@@ -201,18 +229,22 @@ class MirrorHealth(_Strict):
     """
 
     enabled: bool = Field(default=True, description="Probe the mirrors and route around sick ones.")
-    interval: Duration = Field(default="5s", description="Time between two probes of one endpoint (jittered by up to 20 %).")
-    timeout: Duration = Field(default="2s", description="A probe that has no answer by then counts as failed (a hanging mirror).")
+    interval: Timeout = Field(
+        default=parse_duration("5s"), description="Time between two probes of one endpoint (jittered by up to 20 %)."
+    )
+    timeout: Timeout = Field(
+        default=parse_duration("2s"), description="A probe that has no answer by then counts as failed (a hanging mirror)."
+    )
     outAfter: int = Field(default=2, ge=1, le=100, description="Failed probes in a row that take an endpoint out.")
     backAfter: int = Field(default=3, ge=1, le=100, description="Good probes in a row that put it back.")
 
     @model_validator(mode="after")
     def _bounds(self) -> MirrorHealth:
-        interval, timeout = parse_duration(self.interval), parse_duration(self.timeout)
+        interval, timeout = self.interval.seconds, self.timeout.seconds
         if not 0.1 <= interval <= 3600:
-            raise ValueError(f"interval must be between 100ms and 1h: {self.interval!r}")
+            raise ValueError(f"interval must be between 100ms and 1h: {str(self.interval)!r}")
         if not 0 < timeout <= 60:
-            raise ValueError(f"timeout must be more than 0 and at most 60s: {self.timeout!r}")
+            raise ValueError(f"timeout must be more than 0 and at most 60s: {str(self.timeout)!r}")
         return self
 
 
@@ -260,6 +292,17 @@ class Registry(EndpointTLS):
 FILE_SOURCES = ("dockerConfigJSON", "authJSON", "k3sRegistries")
 
 
+def _credential_host(value: str) -> str:
+    # The rule only: a value under `credentials` is never echoed (it may be a pasted secret).
+    try:
+        names.check_host_port(value)
+    except names.NameError_:
+        raise ValueError(
+            "must be a host or host:port as containerd contacts it, such as harbor.example or 10.0.0.5:5000"
+        ) from None
+    return value
+
+
 class Credential(_Strict):
     """Where credentials come from. Secrets are never written in this file."""
 
@@ -278,7 +321,7 @@ class Credential(_Strict):
         default=None,
         description="Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.",
     )
-    registry: str | None = Field(
+    registry: Annotated[str, AfterValidator(_credential_host)] | None = Field(
         default=None,
         description="The host the credentials are for, as containerd contacts it: a registry or "
         "a mirror's `host[:port]`. `docker.io` means Docker Hub (`registry-1.docker.io`).",
@@ -322,10 +365,6 @@ class Credential(_Strict):
             raise ValueError(
                 "give a credentials file (dockerConfigJSON, authJSON, k3sRegistries), or registry with username and password"
             )
-        try:
-            names.check_host_port(self.registry)
-        except names.NameError_ as e:
-            raise ValueError(f"registry {self.registry!r}: {e}") from None
         if (self.username is None) == (self.usernameFile is None):
             raise ValueError("give exactly one of username or usernameFile")
         if (self.password is None) == (self.passwordFile is None):
@@ -371,13 +410,13 @@ class Restart(_Strict):
         description="`auto`: restart containerd when config.toml changed; `never`: write it and "
         "report that a restart is pending.",
     )
-    spread: Duration = Field(
-        default="0s",
+    spread: Timeout = Field(
+        default=parse_duration("0s"),
         description="Each node waits a delay in [0, spread) derived from its name before a "
         "restart, so a fleet does not restart at once.",
     )
-    healthTimeout: Duration = Field(
-        default="60s",
+    healthTimeout: Timeout = Field(
+        default=parse_duration("60s"),
         description="How long containerd's CRI plugin may take to become healthy after a restart "
         "before the previous config.toml is restored.",
     )

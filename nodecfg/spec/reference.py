@@ -12,6 +12,7 @@ import typing
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from nodecfg.spec.durations import Duration
 from nodecfg.spec.models import Config, Credential, HostAlias, Mirror, Registry, Restart
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -37,7 +38,7 @@ def _type(annotation: object) -> str:
         return f"list of {_type(args[0])}"
     if origin is dict:
         return f"map of {_type(args[0])} to {_type(args[1])}"
-    names = {str: "string", bool: "boolean", int: "integer"}
+    names = {str: "string", bool: "boolean", int: "integer", Duration: "duration (Go syntax: `500ms`, `1h30m`)"}
     if isinstance(annotation, type):
         return names.get(annotation, annotation.__name__)
     return str(annotation)
@@ -50,6 +51,8 @@ def _default(field: object) -> str:
         return f"`{factory()!r}`" if not isinstance(factory(), BaseModel) else "(see section)"
     if default is PydanticUndefined:
         return "required"
+    if isinstance(default, Duration):
+        return f"`{default.text!r}`"
     return f"`{default!r}`"
 
 
