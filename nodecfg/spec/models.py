@@ -6,6 +6,7 @@ from them (`python -m nodecfg.spec.reference`), and a test fails when that file 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from typing import Annotated, Any, Literal
@@ -375,6 +376,14 @@ class Config(_Strict):
         "the rest of the file is kept byte for byte. containerd resolves registry names through it.",
     )
     restart: Restart = Field(default_factory=Restart, description="containerd restart policy.")
+
+    def digest(self) -> str:
+        """The input's hash, the same on every node that reads the same input in whatever format.
+
+        Of the model as read: no comments or key order of the file, no secrets (the model holds
+        none), not the contents of the files it names. The daemon's `nodecfg_info` metric shows it.
+        """
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
