@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -559,6 +560,12 @@ def machine() -> list[list[str]]:
     ]
 
 
+def kept_sections(path: Path) -> str:
+    """Sections other tools write into the file (between `<!-- name: ... -->` and `<!-- /name -->`)."""
+    old = path.read_text() if path.exists() else ""
+    return "".join("\n" + m.group(0) for m in re.finditer(r"<!-- (\w+):.*?<!-- /\1 -->\n", old, flags=re.S))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and short runs (what CI does)")
@@ -584,7 +591,7 @@ def main() -> int:
     if out:
         cmd = "python -m bench" + (" --quick" if args.quick else "")
         text = f"# Benchmarks\n\nProduced by `{cmd}` (one run; numbers are from this machine, baselines measured in the same run).\n\n{report.markdown()}"
-        Path(out).write_text(text)
+        Path(out).write_text(text + kept_sections(Path(out)))
         print(f"\nwrote {out}")
     return 0
 

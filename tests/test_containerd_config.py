@@ -183,3 +183,142 @@ def test_second_edit_is_a_no_op_and_stale_owned_auth_is_removed():
 def test_invalid_toml_is_an_error_naming_the_file():
     with pytest.raises(RenderError, match=r"config.toml: not valid TOML"):
         edit("version = 2\n[plugins\n")
+
+
+# Golden edits: new keys and tables take the indentation (and the blank lines) the file itself uses.
+FLAT_V3 = """version = 3
+
+[plugins."io.containerd.cri.v1.images"]
+snapshotter = "overlayfs"
+
+[plugins."io.containerd.cri.v1.runtime"]
+enable_selinux = false
+"""
+TABS = (
+    "version = 2\n[plugins]\n"
+    '\t[plugins."io.containerd.grpc.v1.cri"]\n\t\tsandbox_image = "registry.k8s.io/pause:3.9"\n'
+    '\t\t[plugins."io.containerd.grpc.v1.cri".containerd]\n\t\t\tsnapshotter = "overlayfs"\n'
+    '\t\t[plugins."io.containerd.grpc.v1.cri".registry]\n\t\t\tconfig_path = ""\n'
+)
+CONFIG_DEFAULT = """version = 2
+
+[plugins]
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.6"
+
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = ""
+
+      [plugins."io.containerd.grpc.v1.cri".registry.auths]
+
+      [plugins."io.containerd.grpc.v1.cri".registry.configs]
+
+      [plugins."io.containerd.grpc.v1.cri".registry.headers]
+
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/opt/containerd"
+"""
+GOLDEN = {
+    # Debian's file: keys two spaces in from their table, each sub-table two more, no blank lines.
+    "debian": (
+        DEBIAN_CONFIG,
+        V16,
+        """version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "/etc/containerd/certs.d"
+      [plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".auth]
+        username = "bob"
+        password = "p\\"w\\\\d$x"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+""",
+    ),
+    # No indentation at all, tables apart: stays flat, tables apart.
+    "flat-v3": (
+        FLAT_V3,
+        V22,
+        """version = 3
+
+[plugins."io.containerd.cri.v1.images"]
+snapshotter = "overlayfs"
+
+[plugins."io.containerd.cri.v1.images".registry]
+config_path = "/etc/containerd/certs.d"
+
+[plugins."io.containerd.cri.v1.images".registry.configs."registry-1.docker.io".auth]
+username = "bob"
+password = "p\\"w\\\\d$x"
+
+[plugins."io.containerd.cri.v1.runtime"]
+enable_selinux = false
+""",
+    ),
+    # Tabs: one more tab per level; config_path replaced where it is.
+    "tabs": (
+        TABS,
+        V16,
+        "version = 2\n[plugins]\n"
+        '\t[plugins."io.containerd.grpc.v1.cri"]\n\t\tsandbox_image = "registry.k8s.io/pause:3.9"\n'
+        '\t\t[plugins."io.containerd.grpc.v1.cri".containerd]\n\t\t\tsnapshotter = "overlayfs"\n'
+        '\t\t[plugins."io.containerd.grpc.v1.cri".registry]\n\t\t\tconfig_path = "/etc/containerd/certs.d"\n'
+        '\t\t\t[plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".auth]\n'
+        '\t\t\t\tusername = "bob"\n\t\t\t\tpassword = "p\\"w\\\\d$x"\n',
+    ),
+    # `containerd config default`'s layout: nested two by two, a blank line before every table.
+    "config-default": (
+        CONFIG_DEFAULT,
+        V16,
+        CONFIG_DEFAULT.replace('config_path = ""', f'config_path = "{HOSTS}"').replace(
+            '      [plugins."io.containerd.grpc.v1.cri".registry.configs]\n',
+            '      [plugins."io.containerd.grpc.v1.cri".registry.configs]\n\n'
+            '        [plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".auth]\n'
+            '          username = "bob"\n          password = "p\\"w\\\\d$x"\n',
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_edits_follow_the_files_own_layout(name):
+    src, target, expected = GOLDEN[name]
+    e = edit(src, target=target)
+    assert e.text == expected
+    assert edit(e.text, target=target).text == e.text  # and a second edit changes nothing
+
+
+def test_new_keys_take_the_indentation_of_the_tables_keys_and_new_tables_their_siblings():
+    src = (
+        "version = 2\n"
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = ""\n'
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".auth]\n    username = "old"\n'
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".tls]\n    ca_file = "/ca.pem"\n'
+    )
+    auths = {**AUTH, "mirror.example": Auth("m", Secret("pw")), "other.example": Auth("o", Secret("pw"))}
+    e = edit(src, auths=auths)
+    assert e.text == (
+        "version = 2\n"
+        f'[plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "{HOSTS}"\n'
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."registry-1.docker.io".auth]\n'
+        '    username = "bob"\n    password = "p\\"w\\\\d$x"\n'
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."mirror.example".auth]\n'
+        '    username = "m"\n    password = "pw"\n'
+        '[plugins."io.containerd.grpc.v1.cri".registry.configs."other.example".auth]\n'
+        '    username = "o"\n    password = "pw"\n'
+    )
+    assert e.legacy.tls["registry-1.docker.io"].ca_file == "/ca.pem"  # moved to hosts.toml
+
+
+def test_an_edit_that_would_mean_something_else_is_refused(monkeypatch):
+    # The double check: the tomlkit edit must parse (tomllib) to exactly the intended tree.
+    import nodecfg.render.containerd_config as cc
+
+    monkeypatch.setattr(cc, "_tk_apply", lambda *args, **kwargs: None)  # an editor that loses the change
+    with pytest.raises(RenderError, match="could not edit this file without changing other settings"):
+        edit(DEBIAN_CONFIG)

@@ -1,15 +1,19 @@
-"""The daemon's parts that need no containerd: metrics text, listen addresses, spread, lock, status."""
+"""The daemon's parts that need no containerd: metrics, listen addresses, spread, lock, status."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 import structlog
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from nodecfg import __version__
 from nodecfg.daemon import Daemon, Options, spread_delay
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import parse_listen
@@ -17,30 +21,139 @@ from nodecfg.node.apply import NodePaths
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import LockHeld, StateLock
 from nodecfg.node.restart import NoRestart
+from nodecfg.spec.loader import load_config
 from nodecfg.spec.models import Config
+from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 from tests.conftest import run
 
-METRIC_LINE = re.compile(r'^[a-z_]+(\{[a-z]+="[a-z-]+"\})? -?[0-9.e+]+$')
+# Every name /metrics had before prometheus_client (dashboards and alerts use them), by type.
+SERIES_BEFORE = {
+    "nodecfg_reconciles": "counter",
+    "nodecfg_reconcile_errors": "counter",
+    "nodecfg_reconcile_duration_seconds": "summary",
+    "nodecfg_restarts": "counter",
+    "nodecfg_rollbacks": "counter",
+    "nodecfg_last_success_timestamp_seconds": "gauge",
+    "nodecfg_restart_pending": "gauge",
+    "nodecfg_owned_files": "gauge",
+    "nodecfg_ready": "gauge",
+}
+V1620 = ContainerdTarget(ContainerdVersion(1, 6, 20), VersionSource.RUNNING)
 
 
-def test_metrics_are_prometheus_text() -> None:
+def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What a Prometheus server would scrape: (name, labels) -> value, parsed from the text."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(m.render())
+        for s in family.samples
+    }
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    return samples(m)[(name, tuple(sorted(labels.items())))]
+
+
+def info(m: Metrics) -> dict[str, str]:
+    ((labels, v),) = [(dict(k[1]), v) for k, v in samples(m).items() if k[0] == "nodecfg_info"]
+    assert v == 1
+    return labels
+
+
+def test_metrics_keep_their_names_types_and_values() -> None:
     m = Metrics()
     m.reconciled("ok", 0.25, error=False, now=1700000000.0)
     m.reconciled("invalid-input", 0.5, error=True, now=1700000001.0)
-    m.restarts, m.rollbacks, m.restart_pending, m.owned_files = 2, 1, True, 7
-    text = m.render()
-    samples = [ln for ln in text.splitlines() if not ln.startswith("#")]
-    assert all(METRIC_LINE.match(ln) for ln in samples), text
-    assert 'nodecfg_reconciles_total{result="ok"} 1' in samples
-    assert 'nodecfg_reconciles_total{result="invalid-input"} 1' in samples
-    assert "nodecfg_reconcile_errors_total 1" in samples
-    assert "nodecfg_reconcile_duration_seconds_sum 0.75" in samples
-    assert "nodecfg_reconcile_duration_seconds_count 2" in samples
-    assert "nodecfg_last_success_timestamp_seconds 1700000000" in samples
-    assert "nodecfg_restart_pending 1" in samples and "nodecfg_owned_files 7" in samples
-    # Every sample has HELP and TYPE lines for its family.
-    for name in {ln.split("{")[0].split(" ")[0].removesuffix("_sum").removesuffix("_count") for ln in samples}:
-        assert f"# TYPE {name} " in text
+    m.restarts.inc()
+    m.rolled_back()
+    m.owned_files.set(7)
+    m.node_state(ready=False, pending_since=1700000000.0)
+    families = {f.name: f.type for f in text_string_to_metric_families(m.render())}
+    assert {n: families.get(n) for n in SERIES_BEFORE} == SERIES_BEFORE
+    assert value(m, "nodecfg_reconciles_total", result="ok") == 1
+    assert value(m, "nodecfg_reconciles_total", result="invalid-input") == 1
+    assert value(m, "nodecfg_reconciles_total", result="bad-input") == 0  # there before it happens
+    assert value(m, "nodecfg_reconcile_errors_total") == 1
+    assert value(m, "nodecfg_reconcile_duration_seconds_sum") == 0.75
+    assert value(m, "nodecfg_reconcile_duration_seconds_count") == 2
+    assert value(m, "nodecfg_last_success_timestamp_seconds") == 1700000000
+    assert value(m, "nodecfg_restarts_total") == 2 and value(m, "nodecfg_rollbacks_total") == 1
+    assert value(m, "nodecfg_restart_pending") == 1 and value(m, "nodecfg_owned_files") == 7
+    assert value(m, "nodecfg_ready") == 0
+    assert value(m, "nodecfg_last_reconcile_result", result="invalid-input") == 1
+    assert value(m, "nodecfg_last_reconcile_result", result="ok") == 0
+    assert not any(name.endswith("_created") for name, _labels in samples(m))
+    assert value(m, "process_resident_memory_bytes") > 0
+
+
+def test_each_daemon_has_its_own_registry() -> None:
+    a, b = Metrics(), Metrics()
+    a.restarts.inc()
+    assert value(a, "nodecfg_restarts_total") == 1 and value(b, "nodecfg_restarts_total") == 0
+    assert "nodecfg_restarts_total" not in generate_latest(REGISTRY).decode()  # not the global one
+
+
+def test_a_new_metric_is_one_line() -> None:
+    m = Metrics()
+    up = m.gauge("nodecfg_mirror_up", "1 while the mirror answers.", "registry", "endpoint")
+    latency = m.histogram("nodecfg_mirror_probe_seconds", "Probe latency.", "endpoint", buckets=(0.1, 1.0))
+    up.labels("docker.io", "https://mirror.example").set(1)
+    latency.labels("https://mirror.example").observe(0.5)
+    assert value(m, "nodecfg_mirror_up", registry="docker.io", endpoint="https://mirror.example") == 1
+    assert value(m, "nodecfg_mirror_probe_seconds_bucket", endpoint="https://mirror.example", le="1.0") == 1
+    assert value(m, "nodecfg_mirror_probe_seconds_bucket", endpoint="https://mirror.example", le="0.1") == 0
+
+
+def test_info_shows_the_applied_input_and_the_release() -> None:
+    m = Metrics()
+    assert info(m) == {"version": __version__, "containerd": "", "input_hash": ""}
+    m.input_read("aaaa", V1620, now=100.0)
+    assert info(m)["input_hash"] == ""  # read, not applied yet
+    m.reconciled("ok", 0.1, error=False, now=101.0)
+    assert info(m) == {"version": __version__, "containerd": "1.6.20", "input_hash": "aaaa"}
+    assert value(m, "nodecfg_input_seen_timestamp_seconds", input_hash="aaaa") == 100
+    # A new input that is refused: still applied "aaaa"; the node has seen "bbbb" (one series).
+    m.input_read("bbbb", V1620, now=200.0)
+    m.reconciled("invalid-input", 0.1, error=True, now=201.0)
+    assert info(m)["input_hash"] == "aaaa"
+    assert [k for k in samples(m) if k[0] == "nodecfg_input_seen_timestamp_seconds"] == [
+        ("nodecfg_input_seen_timestamp_seconds", (("input_hash", "bbbb"),))
+    ]
+    assert value(m, "nodecfg_input_seen_timestamp_seconds", input_hash="bbbb") == 200
+    # The same input read again keeps the time it was first seen.
+    m.input_read("bbbb", V1620, now=300.0)
+    assert value(m, "nodecfg_input_seen_timestamp_seconds", input_hash="bbbb") == 200
+
+
+def test_a_rollback_returns_the_info_to_the_input_before_the_burst() -> None:
+    m = Metrics()
+    for digest, now in (("aaaa", 100.0), ("bbbb", 200.0)):
+        m.input_read(digest, V1620, now=now)
+        m.reconciled("ok", 0.1, error=False, now=now)
+        m.node_state(ready=True, pending_since=None if digest == "aaaa" else now)
+    m.input_read("cccc", V1620, now=300.0)  # a second cold change in the same burst
+    m.reconciled("ok", 0.1, error=False, now=300.0)
+    assert info(m)["input_hash"] == "cccc"
+    m.rolled_back()
+    m.node_state(ready=False, pending_since=None)
+    assert info(m)["input_hash"] == "aaaa"  # containerd runs with the config.toml of before the burst
+
+
+def test_restart_pending_seconds_counts_from_the_first_cold_write() -> None:
+    m = Metrics()
+    assert value(m, "nodecfg_restart_pending_seconds") == 0
+    m.node_state(ready=True, pending_since=time.time() - 3600)
+    assert 3600 <= value(m, "nodecfg_restart_pending_seconds") < 3600 + 600
+    m.node_state(ready=True, pending_since=None)
+    assert value(m, "nodecfg_restart_pending_seconds") == 0
+
+
+def test_the_input_hash_is_the_same_for_the_same_input_in_any_layout() -> None:
+    a = load_config("version: 1\nregistries:\n  docker.io:\n    mirrors: [{url: https://m.example}]\n")
+    b = load_config("# a comment\nregistries: {docker.io: {mirrors: [{url: 'https://m.example'}]}}\nversion: 1\n")
+    c = load_config("version: 1\nregistries:\n  docker.io:\n    mirrors: [{url: https://n.example}]\n")
+    assert a.digest() == b.digest() != c.digest()
+    assert re.fullmatch(r"[0-9a-f]{16}", a.digest())
 
 
 def test_listen_addresses() -> None:

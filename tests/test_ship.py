@@ -1,11 +1,13 @@
-"""What ships: the kustomize base and overlays, the systemd units, the Dockerfile.
+"""What ships: the kustomize base, overlays and monitoring component, the systemd units, the Dockerfile.
 
-They must build, validate against the Kubernetes API schemas (offline), pass systemd-analyze and
-hadolint, and never drift from nodecfg's own CLI, endpoints and paths.
+They must build, validate against the Kubernetes API schemas (offline), pass systemd-analyze,
+hadolint and promtool (the alert rules and their unit tests), and never drift from nodecfg's own
+CLI, endpoints, paths and metrics.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -29,6 +31,8 @@ from tests.conftest import REPO, tree
 KUSTOMIZATIONS = ["daemonset/base", *sorted(f"daemonset/overlays/{d}" for d in os.listdir(REPO / "daemonset/overlays"))]
 K8S_VERSION = "1.30.0"
 UNITS = sorted((REPO / "systemd").glob("*.service"))
+MONITORING = "daemonset/overlays/monitoring"  # the base with daemonset/components/monitoring
+OPERATOR_API = "monitoring.coreos.com/v1"  # Prometheus Operator kinds: no schema offline, checked below
 REQUIRED = os.environ.get("NODECFG_E2E_REQUIRED") == "1"  # CI: a missing tool fails, never skips
 
 
@@ -58,6 +62,8 @@ def test_kustomization_builds_and_is_valid_kubernetes(kustomization: str) -> Non
     docs = build(kustomization)
     assert {d["kind"] for d in docs} >= {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "DaemonSet"}
     for doc in docs:
+        if doc["apiVersion"] == OPERATOR_API:
+            continue  # kubernetes-validate has the core API only; see test_monitoring_* for these
         kv.validate(doc, K8S_VERSION, strict=True)  # raises on any schema error or unknown field
 
 
@@ -220,3 +226,82 @@ def test_dockerfile_passes_hadolint_and_copies_what_exists() -> None:
             assert any(src.rstrip("/") == a.rstrip("/") for a in allowed), f"COPY {src} is excluded by .dockerignore"
     entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, flags=re.M)
     assert entry and f'{entry.group(1)} = "nodecfg.__main__:main"' in (REPO / "pyproject.toml").read_text()
+
+
+# ---------------------------------------------------------------- the monitoring component
+
+
+def monitoring() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The DaemonSet, PodMonitor, PrometheusRule and dashboard ConfigMap the monitoring overlay builds."""
+    docs = build(MONITORING)
+    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    (dash,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    return daemonset(docs), pm, rule, dash
+
+
+def alert_rules(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_monitoring_component_scrapes_the_daemonset_as_the_rules_expect() -> None:
+    ds, pm, rule, _dash = monitoring()
+    template = ds["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert pm["apiVersion"] == rule["apiVersion"] == OPERATOR_API
+    assert pm["metadata"]["namespace"] == rule["metadata"]["namespace"] == ds["metadata"]["namespace"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in [p["name"] for p in container["ports"]]
+    assert endpoint["path"] == "/metrics" and endpoint["path"] in PATHS
+    # The job label is the pod's label named by jobLabel: what every rule selects.
+    job = template["metadata"]["labels"][pm["spec"]["jobLabel"]]
+    for r in alert_rules(rule):
+        assert f'job="{job}"' in r["expr"], r["alert"]
+
+
+def test_monitoring_rules_and_dashboard_use_only_metrics_nodecfg_exposes() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from nodecfg.daemon.metrics import Metrics
+
+    _ds, _pm, rule, dash = monitoring()
+    families = list(text_string_to_metric_families(Metrics().render()))
+    # Sample names, and the names of labelled families that have no sample before their first use.
+    exposed = {"up"} | {f.name for f in families} | {s.name for f in families for s in f.samples}
+    exprs = [r["expr"] for r in alert_rules(rule)]
+    exprs += [t["expr"] for p in json.loads(dash["data"]["nodecfg.json"])["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b(?:nodecfg_[a-z_]+|up)\b(?=\s*[{\[)]|$)", e)}
+    assert used and used <= exposed, used - exposed
+    # The alerts an admin asked for, each saying what to run.
+    alerts = {r["alert"]: r for r in alert_rules(rule)}
+    assert set(alerts) == {
+        "NodecfgRestartRolledBack",
+        "NodecfgRestartPendingTooLong",
+        "NodecfgInputInvalid",
+        "NodecfgNodeNotConverged",
+        "NodecfgDown",
+    }
+    for name, r in alerts.items():
+        summary = r["annotations"]["summary"]
+        assert "`nodecfg status`" in summary or "`nodecfg doctor`" in summary, name
+
+
+def test_monitoring_rules_pass_promtool_check_and_their_unit_tests(tmp_path: Path) -> None:
+    promtool = need("promtool", "apt-get install -y prometheus")
+    _ds, _pm, rule, _dash = monitoring()
+    rules = tmp_path / "nodecfg-rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    cases = tmp_path / "alerts.test.yaml"
+    shutil.copy(REPO / "tests/alerts.test.yaml", cases)
+    test = subprocess.run([promtool, "test", "rules", str(cases)], capture_output=True, text=True, check=False)
+    assert test.returncode == 0, test.stdout + test.stderr
+    # Every alert has a case where it fires and one where it does not.
+    spec = yaml.safe_load(cases.read_text())
+    assert spec["rule_files"] == [rules.name]
+    evaluated = [t for group in spec["tests"] for t in group["alert_rule_test"]]
+    for r in alert_rules(rule):
+        outcomes = {bool(t["exp_alerts"]) for t in evaluated if t["alertname"] == r["alert"]}
+        assert outcomes == {True, False}, r["alert"]

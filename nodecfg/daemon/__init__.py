@@ -92,10 +92,11 @@ class Pending:
     containerd: tuple[int, float] | None = None
     due: float = 0.0  # monotonic; 0 = not scheduled (policy never / method none)
     first_due: float = 0.0
+    since: float = field(default_factory=time.time)  # the burst's first cold write (Unix time)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for PENDING_FILE."""
-        return {"inputHash": self.input_hash, "goodExists": self.good_exists, "containerd": self.containerd}
+        return {"inputHash": self.input_hash, "goodExists": self.good_exists, "containerd": self.containerd, "since": self.since}
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.auth_hosts: frozenset[str] = frozenset()
         self.mirrors = MirrorChecker(self.paths, lambda t: self.events.put(("mirror", t)))
-        self.metrics.mirrors = self.mirrors.samples
+        self.metrics.watch_mirrors(self.mirrors.samples)
         self.routed_out: frozenset[tuple[str, str]] = frozenset()
         self.secrets: frozenset[str] = frozenset()
         self._dump_cache: tuple[tuple[int, int, int, frozenset[str], str], DumpCheck] | None = None
@@ -190,7 +191,10 @@ class Daemon:
         if isinstance(p, dict):
             running = p.get("containerd")
             self.pending = Pending(
-                str(p["inputHash"]), bool(p["goodExists"]), (int(running[0]), float(running[1])) if running else None
+                str(p["inputHash"]),
+                bool(p["goodExists"]),
+                (int(running[0]), float(running[1])) if running else None,
+                since=float(p.get("since") or time.time()),
             )
             log.warning("pending-restart", detail="a config.toml change from before this start is not yet loaded by containerd")
 
@@ -283,9 +287,7 @@ class Daemon:
 
     def _set(self, *, ready: bool, reason: str, last: dict[str, Any] | None = None) -> None:
         self.snapshot = Snapshot(ready, reason, last if last is not None else self.snapshot.last)
-        with self.metrics.lock:
-            self.metrics.ready = ready
-            self.metrics.restart_pending = self.pending is not None
+        self.metrics.node_state(ready=ready, pending_since=self.pending.since if self.pending else None)
         status = {
             "node": self.o.node_name,
             "pid": os.getpid(),
@@ -349,6 +351,7 @@ class Daemon:
         self._rewatch(prepared)
         digest = input_hash(prepared)
         event["input"] = digest
+        self.metrics.input_read(prepared.config.digest(), self.target, now=time.time())
         if digest in self.bad:
             when = self.bad[digest].get("time", "?")
             return self._failed(
@@ -373,11 +376,9 @@ class Daemon:
                 new_state = apply(prepared)
             except NodeError as e:
                 return self._failed(started, event, "error", str(e))
-            with self.metrics.lock:
-                self.metrics.owned_files = len(new_state.owned)
+            self.metrics.owned_files.set(len(new_state.owned))
         else:
-            with self.metrics.lock:
-                self.metrics.owned_files = len(prepared.state.owned)
+            self.metrics.owned_files.set(len(prepared.state.owned))
         # Only now is this what the node holds: the credential hosts a restart check expects in
         # config.toml, and the mirrors hosts.toml leaves out.
         self.auth_hosts = prepared.rendered.config.auth_hosts
@@ -508,8 +509,7 @@ class Daemon:
                 except RestartError as e:
                     log.error("restart", error=str(e))
                     h = Health(False, (str(e),))
-                with self.metrics.lock:
-                    self.metrics.restarts += 1
+                self.metrics.restarts.inc()
                 restarted = True
         except Stopping:
             log.warning(
@@ -551,9 +551,7 @@ class Daemon:
             after = Health(False, ("stopped before containerd was seen healthy after the rollback",))
         except RestartError as e:
             after = Health(False, (str(e),))
-        with self.metrics.lock:
-            self.metrics.restarts += 1
-            self.metrics.rollbacks += 1
+        self.metrics.rolled_back()
         self._clear_pending()
         log.error(
             "rollback",

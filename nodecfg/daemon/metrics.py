@@ -1,116 +1,180 @@
-"""The daemon's counters and gauges, and their Prometheus text exposition (format 0.0.4)."""
+"""The daemon's metrics, as prometheus_client collectors in a registry of the daemon's own.
+
+One `Metrics` per daemon, never the library's global registry: two daemons in one process (the
+tests) share nothing, and /metrics shows nodecfg's series and its process's, nothing else that
+happens to be imported. prometheus_client's metrics are thread-safe: the reconcile loop updates
+them, the HTTP thread renders them, no lock of ours.
+
+Adding a metric is one line in `__init__` (`self.x = self.gauge("nodecfg_x", "What it is.", "label")`)
+and a call where the daemon learns the value (`self.metrics.x.labels(v).set(1)`).
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, Summary
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from nodecfg import __version__
+from nodecfg.spec.versions import ContainerdTarget
+
+# Every counter and summary would also get a `<name>_created` series (the time the process
+# started): noise in the text format, which Prometheus does not read for anything.
+_disable_created_metrics()  # type: ignore[no-untyped-call]  # (the library leaves it unannotated)
+
+# What a reconcile ends with (the daemon's `result`): each has a series from the start, so an
+# alert on `increase()` or on the last result sees it before it first happens.
+RESULTS = ("ok", "invalid-input", "bad-input", "error")
+
 
 # (registry, endpoint URL, in rotation, probes, probe seconds summed, transitions by direction)
 MirrorSample = tuple[str, str, bool, int, float, dict[str, int]]
 
 
-@dataclass
-class Metrics:
-    """Updated by the reconcile loop, read by the HTTP thread (under `lock`)."""
+class _MirrorCollector(Collector):
+    """Per mirror endpoint, read from the health checker at scrape time.
 
-    reconciles: dict[str, int] = field(default_factory=dict)  # by result
-    errors: int = 0
-    duration_sum: float = 0.0
-    duration_count: int = 0
-    restarts: int = 0
-    rollbacks: int = 0
-    last_success: float = 0.0
-    restart_pending: bool = False
-    owned_files: int = 0
-    ready: bool = False
-    mirrors: Callable[[], list[MirrorSample]] = field(default=list, repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    Endpoints come and go with the input, so the series follow its current list.
+    """
+
+    def __init__(self, samples: Callable[[], list[MirrorSample]]) -> None:
+        self.samples = samples
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["registry", "endpoint"]
+        up = GaugeMetricFamily(
+            "nodecfg_mirror_up",
+            "1 while the mirror endpoint is in rotation, 0 while its health probes keep it out.",
+            labels=labels,
+        )
+        moves = CounterMetricFamily(
+            "nodecfg_mirror_transitions",
+            "Mirror endpoints taken out of rotation (to=out) or put back (to=back).",
+            labels=[*labels, "to"],
+        )
+        probe = SummaryMetricFamily("nodecfg_mirror_probe_seconds", "Time the mirror health probes took.", labels=labels)
+        for registry, url, in_rotation, probes, seconds, transitions in self.samples():
+            up.add_metric([registry, url], 1 if in_rotation else 0)
+            for to in ("out", "back"):
+                moves.add_metric([registry, url, to], transitions.get(to, 0))
+            probe.add_metric([registry, url], count_value=probes, sum_value=seconds)
+        yield from (up, moves, probe)
+
+
+class Metrics:
+    """The collectors the daemon updates, and the few facts it reports that need a memory."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_start_time_seconds, ...
+        self.reconciles = self.counter("nodecfg_reconciles_total", "Reconciles run, by result.", "result")
+        self.reconcile_errors = self.counter("nodecfg_reconcile_errors_total", "Reconciles that failed.")
+        self.reconcile_duration = Summary(
+            "nodecfg_reconcile_duration_seconds", "Time spent in reconciles.", registry=self.registry
+        )
+        self.last_result = self.gauge(
+            "nodecfg_last_reconcile_result", "1 for the result of the last reconcile, 0 for the others.", "result"
+        )
+        self.last_success = self.gauge("nodecfg_last_success_timestamp_seconds", "When a reconcile last succeeded (Unix time).")
+        self.restarts = self.counter("nodecfg_restarts_total", "containerd restarts nodecfg carried out.")
+        self.rollbacks = self.counter("nodecfg_rollbacks_total", "config.toml changes rolled back after an unhealthy restart.")
+        self.restart_pending = self.gauge(
+            "nodecfg_restart_pending", "1 while config.toml was changed and containerd has not been restarted for it."
+        )
+        self.restart_pending_seconds = self.gauge(
+            "nodecfg_restart_pending_seconds",
+            "How long config.toml has been waiting for a containerd restart (0: no restart pending).",
+        )
+        self.owned_files = self.gauge("nodecfg_owned_files", "Files nodecfg owns on the node.")
+        self.ready = self.gauge("nodecfg_ready", "1 when the current input is applied and containerd is healthy.")
+        self.input_seen = self.gauge(
+            "nodecfg_input_seen_timestamp_seconds",
+            "When this node started reading the input it reads now (Unix time), by the input's hash: "
+            "the fleet's newest input is the hash with the highest value.",
+            "input_hash",
+        )
+        self.info = Info(
+            "nodecfg",
+            "nodecfg's version, the containerd release it renders for and the hash of the input last "
+            "applied to the node (empty until one is).",
+            registry=self.registry,
+        )
+        for result in RESULTS:
+            self.reconciles.labels(result)
+            self.last_result.labels(result)
+        self._pending_since: float | None = None
+        self.restart_pending_seconds.set_function(
+            lambda: 0.0 if self._pending_since is None else max(0.0, time.time() - self._pending_since)
+        )
+        self._facts = {"version": __version__, "containerd": "", "input_hash": ""}
+        self._reading = ""  # hash of the input read by the reconcile under way
+        self._applied_before = ""  # what was applied before the pending restart's burst (a rollback returns to it)
+        self.info.info(self._facts)
+
+    # ---- one-line declarations, always in this registry
+
+    def counter(self, name: str, help_: str, *labels: str) -> Counter:
+        """A counter in this daemon's registry (name with `_total`, as it is exposed)."""
+        return Counter(name, help_, labels, registry=self.registry)
+
+    def gauge(self, name: str, help_: str, *labels: str) -> Gauge:
+        """A gauge in this daemon's registry."""
+        return Gauge(name, help_, labels, registry=self.registry)
+
+    def histogram(self, name: str, help_: str, *labels: str, buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS) -> Histogram:
+        """A histogram in this daemon's registry (latencies: name it `_seconds`)."""
+        return Histogram(name, help_, labels, registry=self.registry, buckets=buckets)
+
+    def watch_mirrors(self, samples: Callable[[], list[MirrorSample]]) -> None:
+        """Expose the mirror health checker's view (`nodecfg_mirror_*`), read at each scrape."""
+        self.registry.register(_MirrorCollector(samples))
+
+    # ---- what the daemon reports
+
+    def input_read(self, input_hash: str, target: ContainerdTarget | None, *, now: float) -> None:
+        """A reconcile read a valid input (`Config.digest()`) and rendered it for `target`."""
+        if input_hash != self._reading:
+            self.input_seen.clear()  # one series: the input this node reads now
+            self.input_seen.labels(input_hash).set(now)
+            self._reading = input_hash
+        self._set_info(containerd=str(target.version) if target is not None else "")
 
     def reconciled(self, result: str, duration: float, *, error: bool, now: float) -> None:
-        """Count one reconcile."""
-        with self.lock:
-            self.reconciles[result] = self.reconciles.get(result, 0) + 1
-            self.duration_sum += duration
-            self.duration_count += 1
-            if error:
-                self.errors += 1
-            else:
-                self.last_success = now
+        """Count one reconcile; an `ok` one has applied the input it read."""
+        self.reconciles.labels(result).inc()
+        self.reconcile_duration.observe(duration)
+        for r in {*RESULTS, result}:
+            self.last_result.labels(r).set(1 if r == result else 0)
+        if error:
+            self.reconcile_errors.inc()
+            return
+        self.last_success.set(now)
+        if self._reading and self._reading != self._facts["input_hash"]:
+            if self._pending_since is None:  # a new burst: a rollback of it returns to what runs now
+                self._applied_before = self._facts["input_hash"]
+            self._set_info(input_hash=self._reading)
+
+    def node_state(self, *, ready: bool, pending_since: float | None) -> None:
+        """Ready or not; whether (and since when, Unix time) a restart is pending."""
+        self.ready.set(1 if ready else 0)
+        self.restart_pending.set(0 if pending_since is None else 1)
+        self._pending_since = pending_since
+
+    def rolled_back(self) -> None:
+        """A restart rolled back: containerd runs with the config.toml of the input applied before."""
+        self.restarts.inc()
+        self.rollbacks.inc()
+        self._set_info(input_hash=self._applied_before)
 
     def render(self) -> str:
-        """The Prometheus text format."""
-        with self.lock:
-            lines: list[str] = []
+        """The Prometheus text format (0.0.4)."""
+        return generate_latest(self.registry).decode()
 
-            def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-                lines.append(f"# HELP {name} {help_}")
-                lines.append(f"# TYPE {name} {kind}")
-                lines.extend(f"{name}{labels} {_num(v)}" for labels, v in samples)
-
-            results = sorted(self.reconciles.items()) or [("ok", 0)]
-            metric(
-                "nodecfg_reconciles_total",
-                "counter",
-                "Reconciles run, by result.",
-                [(f'{{result="{r}"}}', n) for r, n in results],
-            )
-            metric("nodecfg_reconcile_errors_total", "counter", "Reconciles that failed.", [("", self.errors)])
-            lines.append("# HELP nodecfg_reconcile_duration_seconds Time spent in reconciles.")
-            lines.append("# TYPE nodecfg_reconcile_duration_seconds summary")
-            lines.append(f"nodecfg_reconcile_duration_seconds_sum {_num(self.duration_sum)}")
-            lines.append(f"nodecfg_reconcile_duration_seconds_count {self.duration_count}")
-            metric("nodecfg_restarts_total", "counter", "containerd restarts nodecfg carried out.", [("", self.restarts)])
-            metric(
-                "nodecfg_rollbacks_total",
-                "counter",
-                "config.toml changes rolled back after an unhealthy restart.",
-                [("", self.rollbacks)],
-            )
-            metric(
-                "nodecfg_last_success_timestamp_seconds",
-                "gauge",
-                "When a reconcile last succeeded (Unix time).",
-                [("", self.last_success)],
-            )
-            metric(
-                "nodecfg_restart_pending",
-                "gauge",
-                "1 while config.toml was changed and containerd has not been restarted for it.",
-                [("", int(self.restart_pending))],
-            )
-            metric("nodecfg_owned_files", "gauge", "Files nodecfg owns on the node.", [("", self.owned_files)])
-            metric(
-                "nodecfg_ready",
-                "gauge",
-                "1 when the current input is applied and containerd is healthy.",
-                [("", int(self.ready))],
-            )
-        lines.extend(_mirror_lines(self.mirrors()))
-        return "\n".join(lines) + "\n"
-
-
-def _label(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _mirror_lines(samples: list[MirrorSample]) -> list[str]:
-    """Per mirror endpoint: in rotation or not, transitions, probe latency."""
-    up = ["# HELP nodecfg_mirror_up 1 while the mirror endpoint is in rotation, 0 while its health probes keep it out.",
-          "# TYPE nodecfg_mirror_up gauge"]  # fmt: skip
-    moves = ["# HELP nodecfg_mirror_transitions_total Mirror endpoints taken out of rotation (to=out) or put back (to=back).",
-             "# TYPE nodecfg_mirror_transitions_total counter"]  # fmt: skip
-    probe = ["# HELP nodecfg_mirror_probe_seconds Time the mirror health probes took.",
-             "# TYPE nodecfg_mirror_probe_seconds summary"]  # fmt: skip
-    for registry, url, in_rotation, probes, seconds, transitions in samples:
-        labels = f'registry="{_label(registry)}",endpoint="{_label(url)}"'
-        up.append(f"nodecfg_mirror_up{{{labels}}} {int(in_rotation)}")
-        for to in ("out", "back"):
-            moves.append(f'nodecfg_mirror_transitions_total{{{labels},to="{to}"}} {transitions.get(to, 0)}')
-        probe.append(f"nodecfg_mirror_probe_seconds_sum{{{labels}}} {_num(seconds)}")
-        probe.append(f"nodecfg_mirror_probe_seconds_count{{{labels}}} {probes}")
-    return [*up, *moves, *probe] if samples else []
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    def _set_info(self, **facts: str) -> None:
+        self._facts.update(facts)
+        self.info.info(self._facts)

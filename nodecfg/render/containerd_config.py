@@ -17,11 +17,12 @@ from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import InlineTable
+from tomlkit.items import InlineTable, Table
 
 from nodecfg.render.credentials import Auth
 from nodecfg.render.errors import RenderError
 from nodecfg.render.legacy import Legacy, extract_legacy
+from nodecfg.render.toml_layout import Indentation
 from nodecfg.spec import versions
 from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
@@ -160,17 +161,17 @@ def _plain_apply(tree: dict[str, Any], path: Path, value: Any) -> None:
         cur[path[-1]] = copy.deepcopy(value)
 
 
-def _tk_container(value: dict[str, Any], inline: bool) -> Any:
+def _tk_container(value: dict[str, Any], inline: bool, *, blank_after: bool) -> Any:
     t: Any = tomlkit.inline_table() if inline else tomlkit.table()
     for k, v in value.items():
         t[k] = v
-    if not inline:
+    if not inline and blank_after:
         t.add(tomlkit.nl())  # a blank line before whatever table follows
     return t
 
 
-def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, *, inline_below: int | None = None) -> None:
-    """Apply one operation to the tomlkit document.
+def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, layout: Indentation, *, inline_below: int | None = None) -> None:
+    """Apply one operation to the tomlkit document; what it adds is indented as the file is (`layout`).
 
     `inline_below`: containers created deeper than this many path elements are inline tables
     (the fallback for files that use dotted keys, where tomlkit misplaces new [tables]).
@@ -186,16 +187,35 @@ def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, *, inline_below
             holds_scalar = i == len(path) - 2 and not isinstance(value, dict)
             new: Any = tomlkit.inline_table() if inline else tomlkit.table(is_super_table=not holds_scalar)
             cur[p] = new
+            _place(layout, cur, path[: i + 1], new)
         cur = cur[p]
     key = path[-1]
     if value is _DELETE:
         if key in cur:
             del cur[key]
         return
-    if isinstance(value, dict):
-        cur[key] = _tk_container(value, isinstance(cur, InlineTable) or inline_below is not None)
+    existed = key in cur
+    item: Any = (
+        _tk_container(value, isinstance(cur, InlineTable) or inline_below is not None, blank_after=not layout.compact)
+        if isinstance(value, dict)
+        else tomlkit.item(value)
+    )
+    cur[key] = item
+    if existed:  # tomlkit keeps the replaced item's place and indentation; only what is in it is new
+        if isinstance(item, Table):
+            layout.place_table(path, item, header=False)
     else:
-        cur[key] = value
+        _place(layout, cur, path, item)
+
+
+def _place(layout: Indentation, parent: Any, path: Path, item: Any) -> None:
+    """Indent `item`, just added to `parent` at `path`, as the file indents such items."""
+    if isinstance(parent, InlineTable):
+        return  # inside `{...}`: on the line of its table
+    if isinstance(item, Table):
+        layout.place_table(path, item)
+    else:
+        layout.place_key(path[:-1], item)
 
 
 def _pruned(tree: Any) -> Any:
@@ -266,8 +286,9 @@ def _apply_ops(
         # dotted keys), again with new values as inline tables below the registry table.
         for inline_below in (None, len(table) - 1):
             doc = tomlkit.parse(text)
+            layout = Indentation(doc)
             for path, value in effective:
-                _tk_apply(doc, path, value, inline_below=inline_below)
+                _tk_apply(doc, path, value, layout, inline_below=inline_below)
             out = doc.as_string()
             if not out.endswith("\n"):
                 out += "\n"

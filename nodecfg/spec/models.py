@@ -6,6 +6,7 @@ from them (`python -m nodecfg.spec.reference`), and a test fails when that file 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from typing import Annotated, Any, Literal
@@ -450,6 +451,14 @@ class Config(_Strict):
         """The health-check settings that apply to `registry`'s mirrors."""
         reg = self.registries.get(registry)
         return reg.health if reg is not None and reg.health is not None else self.mirrorHealth
+
+    def digest(self) -> str:
+        """The input's hash, the same on every node that reads the same input in whatever format.
+
+        Of the model as read: no comments or key order of the file, no secrets (the model holds
+        none), not the contents of the files it names. The daemon's `nodecfg_info` metric shows it.
+        """
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

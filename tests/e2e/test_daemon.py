@@ -103,6 +103,7 @@ def test_unhealthy_restart_is_rolled_back_and_not_retried(node: Node, lab: Lab) 
     d.proc.send_signal(signal.SIGHUP)
     # The resync refuses the rolled-back input (a "bad-input" reconcile) instead of applying it.
     d.wait_for("the resync", lambda: d.metric('nodecfg_reconciles_total{result="bad-input"}') >= 1, timeout=10)
+    assert d.metric('nodecfg_last_reconcile_result{result="bad-input"}') == 1  # what the rollback alert reads
     time.sleep(1.5)
     assert d.metric("nodecfg_restarts_total") == restarts
     assert node.containerd.config.read_bytes() == good
@@ -264,6 +265,7 @@ def test_policy_never_writes_config_and_leaves_the_restart_to_the_admin(node: No
     # Ready (the files are applied) but the restart is pending, and nodecfg did not restart.
     assert b"never.test" in node.containerd.config.read_bytes()
     assert d.metric("nodecfg_restart_pending") == 1
+    assert d.metric("nodecfg_restart_pending_seconds") > 0
     assert d.metric("nodecfg_restarts_total") == 0
     assert node.containerd.pid == pid
     code, body = d.get("/readyz")
@@ -273,6 +275,7 @@ def test_policy_never_writes_config_and_leaves_the_restart_to_the_admin(node: No
     assert d.proc is not None
     d.proc.send_signal(signal.SIGHUP)
     d.wait_for("the pending restart to clear", lambda: d.metric("nodecfg_restart_pending") == 0, timeout=10)
+    assert d.metric("nodecfg_restart_pending_seconds") == 0
     assert d.metric("nodecfg_restarts_total") == 0
     assert d.stop() == 0
 
