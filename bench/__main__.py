@@ -480,6 +480,8 @@ def _outage_run(node: Node, lab: Lab, mode: str, pulls: int, timeout: float, *, 
         times.append(took)
         if first_fast is None and got not in ("timeout", "error") and took < 1.0:
             first_fast = time.perf_counter() - t0
+    if routed:
+        watcher.join(10)  # the pulls may all be done (refused at once) before the probes judge it
     stop.set()
     watcher.join()
     flaky.set("forward")
