@@ -83,3 +83,20 @@ def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 
 def node_args(root: Path, config: Path | str, version: str = "1.6.20") -> list[str]:
     return ["--root", str(root), "--config", str(config), "--containerd-version", version]
+
+
+def unit_daemon(root: Path, config: Path | str):  # -> nodecfg.daemon.Daemon
+    """An in-process daemon on a test node root (no containerd, restarts never carried out)."""
+    from nodecfg.daemon import Daemon, Options
+    from nodecfg.node.apply import NodePaths
+    from nodecfg.node.restart import NoRestart
+
+    return Daemon(
+        Options(
+            paths=NodePaths(root=str(root)),
+            config_path=str(config),
+            containerd_version="1.6.20",
+            restarter=NoRestart(),
+            node_name="n",
+        )
+    )

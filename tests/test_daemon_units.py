@@ -14,17 +14,15 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodecfg import __version__
-from nodecfg.daemon import Daemon, Options, spread_delay
+from nodecfg.daemon import spread_delay
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import parse_listen
-from nodecfg.node.apply import NodePaths
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import LockHeld, StateLock
-from nodecfg.node.restart import NoRestart
 from nodecfg.spec.loader import load_config
 from nodecfg.spec.models import Config
 from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
-from tests.conftest import run
+from tests.conftest import run, unit_daemon
 
 # Every name /metrics had before prometheus_client (dashboards and alerts use them), by type.
 SERIES_BEFORE = {
@@ -261,16 +259,7 @@ def test_cli_defaults_agree_with_the_modules_that_use_them() -> None:
 def test_misspelled_secret_field_never_reaches_log_status_or_readyz(root: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: hunter2}\n")
-    paths = NodePaths(
-        root=str(root),
-        containerd_config="/etc/containerd/config.toml",
-        hosts_dir="/etc/containerd/certs.d",
-        state_dir="/var/lib/nodecfg",
-        containerd_socket="/run/containerd/containerd.sock",
-    )
-    daemon = Daemon(
-        Options(paths=paths, config_path=str(config), containerd_version="1.6.20", restarter=NoRestart(), node_name="n")
-    )
+    daemon = unit_daemon(root, config)
     with structlog.testing.capture_logs() as logs:
         daemon.reconcile("start")
     status_text = run("status", "--root", str(root))[1]

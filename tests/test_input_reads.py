@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from nodecfg.daemon import Daemon, Options
-from nodecfg.node.apply import NodePaths
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.inputs import MAX_REFERENCED_BYTES
-from nodecfg.node.restart import NoRestart
 from nodecfg.spec.loader import MAX_INPUT_BYTES
-from tests.conftest import node_args, run, tree
+from tests.conftest import node_args, run, tree, unit_daemon
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -138,15 +135,6 @@ def test_oversized_referenced_file_is_refused(root, tmp_path):
 
 def test_daemon_with_a_fifo_input_reports_it_and_does_not_wedge(root, tmp_path):
     path, _ = special(tmp_path, "fifo")
-    paths = NodePaths(
-        root=str(root),
-        containerd_config="/etc/containerd/config.toml",
-        hosts_dir="/etc/containerd/certs.d",
-        state_dir="/var/lib/nodecfg",
-        containerd_socket="/run/containerd/containerd.sock",
-    )
-    daemon = Daemon(
-        Options(paths=paths, config_path=str(path), containerd_version="1.6.20", restarter=NoRestart(), node_name="n")
-    )
+    daemon = unit_daemon(root, path)
     daemon.reconcile("start")
     assert daemon.readyz().reason == f"error: read {path}: a FIFO, not a regular file"
