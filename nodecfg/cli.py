@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 import structlog
 
 from nodecfg import __version__
-from nodecfg.node.apply import NodePaths
+from nodecfg.containerd import names
+from nodecfg.containerd.durations import DurationError, parse_duration
+from nodecfg.containerd.errors import ConfigError
 from nodecfg.node.fs import NodeError, atomic_write, make_dirs, read_file
 from nodecfg.node.lock import DAEMON_LOCK, DEFAULT_WAIT_S, NODE_LOCK, LockWaitStopped, StateLock, Waiting
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.state import STATUS_FILE, daemon_mirrors, mirror_note
 from nodecfg.plan import file_diff
 from nodecfg.plan.redaction import redact
-from nodecfg.render.errors import RenderError
-from nodecfg.spec import names
-from nodecfg.spec.durations import DurationError, parse_duration
 from nodecfg.spec.formats import FORMATS
 from nodecfg.spec.loader import SpecError
 
@@ -547,10 +547,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Replay containerd's choice of hosts directory and endpoints for one image on this node."""
+    from nodecfg.containerd.imageref import ReferenceError_, parse_reference  # noqa: PLC0415
     from nodecfg.node.containerd import detect_target  # noqa: PLC0415
-    from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
-    from nodecfg.render.explain import explain  # noqa: PLC0415
-    from nodecfg.spec.imageref import ReferenceError_, parse_reference  # noqa: PLC0415
+    from nodecfg.node.view import read_node_view  # noqa: PLC0415
+    from nodecfg.oncall.explain import explain  # noqa: PLC0415
 
     try:
         ref = parse_reference(args.image)
@@ -580,7 +580,7 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """images.json for an image-sync tool: every image on the node -> where its mirror must hold it."""
     from nodecfg.node.cri import CRIClient, CRIError  # noqa: PLC0415
     from nodecfg.node.inputs import read_input  # noqa: PLC0415
-    from nodecfg.render.imagesync import MirrorError, image_mapping, tagged_or_digest  # noqa: PLC0415
+    from nodecfg.oncall.images import MirrorError, image_mapping, tagged_or_digest  # noqa: PLC0415
     from nodecfg.spec.loader import load_input  # noqa: PLC0415
 
     paths = _paths(args)
@@ -618,8 +618,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The checklist; exit 1 when any check fails."""
     from nodecfg.node.containerd import detect_target  # noqa: PLC0415
     from nodecfg.node.doctor import doctor  # noqa: PLC0415
-    from nodecfg.node.inspect import read_node_view  # noqa: PLC0415
-    from nodecfg.render.diagnose import Status  # noqa: PLC0415
+    from nodecfg.node.view import read_node_view  # noqa: PLC0415
+    from nodecfg.oncall.diagnose import Status  # noqa: PLC0415
 
     if not 0 < args.probe_timeout <= 60:
         print(f"error: --probe-timeout must be between 0 and 60 seconds, not {args.probe_timeout}", file=err)
@@ -757,7 +757,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return COMMANDS[args.command](args, out, err)
     except SpecError as e:
         print(f"error: {e.render()}", file=err)
-    except RenderError as e:
+    except ConfigError as e:
         print("error: cannot render:", file=err)
         for problem in e.problems:
             print(f"  {problem}", file=err)

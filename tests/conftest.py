@@ -88,7 +88,7 @@ def node_args(root: Path, config: Path | str, version: str = "1.6.20") -> list[s
 def unit_daemon(root: Path, config: Path | str):  # -> nodecfg.daemon.Daemon
     """An in-process daemon on a test node root (no containerd, restarts never carried out)."""
     from nodecfg.daemon import Daemon, Options
-    from nodecfg.node.apply import NodePaths
+    from nodecfg.node.paths import NodePaths
     from nodecfg.node.restart import NoRestart
 
     return Daemon(

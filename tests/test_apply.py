@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reconcile import apply, prepare, recover_node
 from tests.conftest import DEBIAN_CONFIG, EXAMPLES, mtimes, node_args, run, tree
 

@@ -6,11 +6,11 @@ import tomllib
 
 import pytest
 
-from nodecfg.render.containerd_config import edit_containerd_config
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.versions import ContainerdVersion
+from nodecfg.render.config_edit import edit_containerd_config
 from nodecfg.render.credentials import Auth
-from nodecfg.render.errors import RenderError
 from nodecfg.render.materials import Secret
-from nodecfg.spec.versions import ContainerdVersion
 from tests.conftest import DEBIAN_CONFIG
 
 HOSTS = "/etc/containerd/certs.d"
@@ -75,7 +75,7 @@ def test_version_3_uses_the_images_plugin_and_is_refused_for_1_x():
     e = edit(src, target=V22)
     assert registry(e.text, "plugins", "io.containerd.cri.v1.images", "registry")["config_path"] == HOSTS
     assert is_subsequence(src, e.text)
-    with pytest.raises(RenderError, match=r"only read by containerd >= 2\.0"):
+    with pytest.raises(ConfigError, match=r"only read by containerd >= 2\.0"):
         edit(src, target=V16)
 
 
@@ -181,7 +181,7 @@ def test_second_edit_is_a_no_op_and_stale_owned_auth_is_removed():
 
 
 def test_invalid_toml_is_an_error_naming_the_file():
-    with pytest.raises(RenderError, match=r"config.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"config.toml: not valid TOML"):
         edit("version = 2\n[plugins\n")
 
 
@@ -317,8 +317,8 @@ def test_new_keys_take_the_indentation_of_the_tables_keys_and_new_tables_their_s
 
 def test_an_edit_that_would_mean_something_else_is_refused(monkeypatch):
     # The double check: the tomlkit edit must parse (tomllib) to exactly the intended tree.
-    import nodecfg.render.containerd_config as cc
+    import nodecfg.render.config_edit as cc
 
     monkeypatch.setattr(cc, "_tk_apply", lambda *args, **kwargs: None)  # an editor that loses the change
-    with pytest.raises(RenderError, match="could not edit this file without changing other settings"):
+    with pytest.raises(ConfigError, match="could not edit this file without changing other settings"):
         edit(DEBIAN_CONFIG)

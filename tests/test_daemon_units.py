@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodecfg import __version__
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
 from nodecfg.daemon import spread_delay
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.server import parse_listen
@@ -21,7 +22,6 @@ from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import LockHeld, StateLock
 from nodecfg.spec.loader import load_config
 from nodecfg.spec.models import Config
-from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 from tests.conftest import run, unit_daemon
 
 # Every name /metrics had before prometheus_client (dashboards and alerts use them), by type.

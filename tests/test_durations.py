@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from nodecfg.spec.durations import Duration, DurationError, parse_duration
+from nodecfg.containerd.durations import Duration, DurationError, parse_duration
 from nodecfg.spec.loader import SpecError, load_config
 from tests.test_render_hosts import hosts, text
 

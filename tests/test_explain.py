@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nodecfg.spec.imageref import ReferenceError_, parse_reference
+from nodecfg.containerd.imageref import ReferenceError_, parse_reference
 from tests.conftest import run
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"

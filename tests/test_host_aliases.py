@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodecfg.render.hostaliases import BEGIN, END
+from nodecfg.render.etc_hosts import BEGIN, END
 from tests.conftest import node_args, run
 
 # As distros ship it, with a comment, IPv6 lines, a tab, and no newline at the end.

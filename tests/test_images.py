@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodecfg.render.imagesync import MirrorError, destination_prefix, image_mapping, tagged_or_digest
+from nodecfg.oncall.images import MirrorError, destination_prefix, image_mapping, tagged_or_digest
 from nodecfg.spec.loader import load_config
 from tests.conftest import run
 

@@ -11,16 +11,16 @@ import tomllib
 
 import pytest
 
+from nodecfg.containerd.legacy import Legacy
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
 from nodecfg.daemon.mirrors import EndpointHealth, MirrorChecker, Settings, Transition
-from nodecfg.node.apply import NodePaths
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import Reached
 from nodecfg.render import Layout, render
 from nodecfg.render.hosts import MirrorEndpoint
-from nodecfg.render.legacy import Legacy
 from nodecfg.render.materials import Materials
 from nodecfg.spec.loader import load_config
 from nodecfg.spec.models import MirrorHealth
-from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 INPUT = """version: 1

@@ -9,11 +9,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodecfg.render import Layout, RenderError, render
-from nodecfg.render.legacy import Legacy
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.legacy import Legacy
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
+from nodecfg.render import Layout, render
 from nodecfg.render.materials import Materials
 from nodecfg.spec.loader import SpecError, load_config
-from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
 HOSTS_DIR = "/etc/containerd/certs.d"
 TARGET = ContainerdTarget(ContainerdVersion(1, 6, 20), VersionSource.FLAG)
@@ -39,7 +40,7 @@ def _render(config):
             state_legacy=Legacy(),
             owned_auth_hosts=frozenset(),
         )
-    except RenderError:
+    except ConfigError:
         return None
 
 

@@ -6,13 +6,14 @@ import tomllib
 
 import pytest
 
-from nodecfg.render import Layout, RenderError, render
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.legacy import Legacy
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
+from nodecfg.render import Layout, render
 from nodecfg.render.files import FileKind
 from nodecfg.render.hosts import check_hosts_toml, kind_of_file_name
-from nodecfg.render.legacy import Legacy
 from nodecfg.render.materials import Materials
 from nodecfg.spec.loader import load_config
-from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
 HEAD = "# Managed by nodecfg: do not edit, changes are overwritten.\n"
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -156,13 +157,13 @@ def test_wildcard_shadowing_is_reported():
 
 def test_bad_referenced_files_are_errors_naming_the_field():
     y = "version: 1\nregistries:\n  r.example:\n    caFile: /s/ca\n    clientCertFile: /s/crt\n"
-    with pytest.raises(RenderError) as e:
+    with pytest.raises(ConfigError) as e:
         hosts(y, files={"/s/ca": b"not a cert", "/s/crt": CA})
     assert e.value.problems == [
         "registries.'r.example'.caFile: '/s/ca' holds no PEM certificate",
         "registries.'r.example'.clientCertFile: '/s/crt' holds no private key; set clientKeyFile",
     ]
-    with pytest.raises(RenderError) as e:
+    with pytest.raises(ConfigError) as e:
         hosts(y)
     assert "registries.'r.example'.caFile: cannot read '/s/ca': not found" in e.value.problems
 

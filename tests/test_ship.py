@@ -24,7 +24,7 @@ import yaml
 
 from nodecfg import cli
 from nodecfg.daemon.server import PATHS, parse_listen
-from nodecfg.node.apply import ETC_HOSTS
+from nodecfg.node.paths import ETC_HOSTS
 from nodecfg.spec.loader import load_config
 from tests.conftest import REPO, tree
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nodecfg.spec import names
+from nodecfg.containerd import names
 from nodecfg.spec.loader import SpecError, load_config
 from tests.conftest import EXAMPLES, REPO
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import structlog
 
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.versions import ContainerdTarget
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.mirrors import MirrorChecker
 from nodecfg.daemon.server import Probe, Server
 from nodecfg.daemon.watch import Watcher
-from nodecfg.node.apply import NodePaths
 from nodecfg.node.containerd import (
     DumpCheck,
     check_with_containerd,
@@ -41,14 +42,13 @@ from nodecfg.node.cri import CRIClient, Health, wait_healthy
 from nodecfg.node.fs import NodeError, atomic_write, read_file
 from nodecfg.node.inputs import watched_dirs
 from nodecfg.node.lock import DAEMON_LOCK, DEFAULT_WAIT_S, LockHeld, LockWaitStopped, StateLock, Waiting
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reconcile import Prepared, apply, prepare, recover_node
 from nodecfg.node.restart import RESTART_TIMEOUT_S, NoRestart, Restarter, RestartError, RestartInterrupted
 from nodecfg.node.state import STATUS_FILE, daemon_mirrors
 from nodecfg.plan.redaction import redact
-from nodecfg.render.errors import RenderError
 from nodecfg.render.files import FileKind
 from nodecfg.spec.loader import SpecError
-from nodecfg.spec.versions import ContainerdTarget
 
 log = structlog.get_logger("nodecfg")
 
@@ -334,7 +334,7 @@ class Daemon:
             )
         except SpecError as e:
             return self._failed(started, event, "invalid-input", e.render())
-        except RenderError as e:
+        except ConfigError as e:
             return self._failed(started, event, "invalid-input", "; ".join(e.problems))
         except (NodeError, OSError, UnicodeDecodeError) as e:
             return self._failed(started, event, "error", str(e))

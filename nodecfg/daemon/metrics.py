@@ -21,7 +21,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from nodecfg import __version__
-from nodecfg.spec.versions import ContainerdTarget
+from nodecfg.containerd.versions import ContainerdTarget
 
 # Every counter and summary would also get a `<name>_created` series (the time the process
 # started): noise in the text format, which Prometheus does not read for anything.

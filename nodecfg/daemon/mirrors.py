@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import Reached, node_hosts, reach
 from nodecfg.render.hosts import MirrorEndpoint
 from nodecfg.spec.models import MirrorHealth

@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from dataclasses import dataclass
 
+from nodecfg.containerd.legacy import Legacy
 from nodecfg.node.fs import (
     TMP_SUFFIX,
     NodeError,
     atomic_write,
     fsync_dir,
-    host_path,
     make_dirs,
     missing_dirs,
     read_file,
@@ -29,32 +28,10 @@ from nodecfg.node.fs import (
     write_temp,
 )
 from nodecfg.node.journal import Commit, Staging, read_journal, remove_journal, write_journal
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.state import Original, State, backup_name, save_state, state_bytes
 from nodecfg.plan import Action, Operation, Plan, sha256
 from nodecfg.render.files import FileKind
-from nodecfg.render.legacy import Legacy
-
-ETC_HOSTS = "/etc/hosts"  # host path of the file `hostAliases` edits
-
-
-@dataclass(frozen=True)
-class NodePaths:
-    """Where things are: `root` is where the host's / is mounted; the rest are host paths."""
-
-    root: str = "/"
-    containerd_config: str = "/etc/containerd/config.toml"
-    hosts_dir: str = "/etc/containerd/certs.d"
-    state_dir: str = "/var/lib/nodecfg"
-    containerd_socket: str = "/run/containerd/containerd.sock"
-
-    def real(self, host: str) -> str:
-        """The path this process opens for host path `host`."""
-        return host_path(self.root, host)
-
-    def host(self, real: str) -> str:
-        """Inverse of `real` for a path under the root."""
-        root = os.path.abspath(self.root)
-        return real if root == "/" else "/" + os.path.relpath(real, root)
 
 
 def _keep_original(paths: NodePaths, state: State, host: str) -> State:

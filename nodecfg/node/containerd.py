@@ -13,10 +13,10 @@ from typing import Any
 
 import psutil
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.containerd.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
 from nodecfg.node.fs import host_path
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.state import State, load_state
-from nodecfg.spec.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
 
 BINARY_CANDIDATES = ("/usr/bin/containerd", "/usr/local/bin/containerd", "/bin/containerd")
 PACKAGE_NAMES = ("containerd", "containerd.io")

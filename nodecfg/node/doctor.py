@@ -13,11 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.containerd import names
+from nodecfg.containerd.hosts_toml import HostEntry, default_upstream_entry
+from nodecfg.containerd.versions import VersionSource
 from nodecfg.node.containerd import find_binary, started_before_config
+from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import host_and_port, node_hosts, reach
 from nodecfg.node.state import daemon_mirrors, mirror_note
-from nodecfg.render.diagnose import (
+from nodecfg.oncall.diagnose import (
     Check,
     Status,
     config_checks,
@@ -26,10 +29,7 @@ from nodecfg.render.diagnose import (
     private_keys,
     secret_header_files,
 )
-from nodecfg.render.explain import NodeView
-from nodecfg.render.hostsfile import HostEntry, default_upstream_entry
-from nodecfg.spec import names
-from nodecfg.spec.versions import VersionSource
+from nodecfg.oncall.view import NodeView
 
 PROBE_TIMEOUT_S = 3.0
 MAX_PARALLEL_PROBES = 16

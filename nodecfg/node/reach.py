@@ -17,9 +17,9 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.containerd.hosts_toml import HostEntry
 from nodecfg.node.fs import read_file
-from nodecfg.render.hostsfile import HostEntry
+from nodecfg.node.paths import NodePaths
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan, recover
+from nodecfg.containerd.versions import ContainerdTarget, VersionSource
+from nodecfg.node.apply import apply_plan, recover
 from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import list_dir, read_file
 from nodecfg.node.inputs import gather_materials, read_input
+from nodecfg.node.paths import ETC_HOSTS, NodePaths
 from nodecfg.node.state import State, load_state
 from nodecfg.plan import CurrentFile, Plan, make_plan
 from nodecfg.render import Layout, Rendered, render
 from nodecfg.spec.loader import load_input
 from nodecfg.spec.models import Config
-from nodecfg.spec.versions import ContainerdTarget, VersionSource
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def prepare(
     input_format: str = "auto",
     sick: Mapping[str, frozenset[str]] | None = None,
 ) -> Prepared:
-    """Read input and node, render and plan. Raises SpecError, RenderError or NodeError.
+    """Read input and node, render and plan. Raises SpecError, ConfigError or NodeError.
 
     `sick`: mirror URLs to leave out of hosts.toml, by registry (the daemon's health checks).
     `target`: the containerd already detected (the daemon detects it once per resync, not on

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from nodecfg.containerd.legacy import Legacy
 from nodecfg.node.fs import NodeError, atomic_write, read_file
-from nodecfg.render.legacy import Legacy
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"

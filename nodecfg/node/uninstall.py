@@ -7,17 +7,18 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from nodecfg.node.apply import ETC_HOSTS, NodePaths, apply_plan
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.versions import ContainerdVersion
+from nodecfg.node.apply import apply_plan
 from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import NodeError, fsync_dir, read_file
+from nodecfg.node.paths import ETC_HOSTS, NodePaths
 from nodecfg.node.state import STATE_FILE, State, load_state
 from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
-from nodecfg.render.containerd_config import holds_credentials, remove_nodecfg_edits
-from nodecfg.render.errors import RenderError
+from nodecfg.render.config_edit import holds_credentials, remove_nodecfg_edits
+from nodecfg.render.etc_hosts import HostsFileError, edit_hosts_file
 from nodecfg.render.files import FileKind
-from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
 from nodecfg.render.hosts import kind_of_file_name
-from nodecfg.spec.versions import ContainerdVersion
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _config_mode(
         added = holds_credentials(desired.decode("utf-8"), where=where, target=target) and not holds_credentials(
             original.decode("utf-8"), where=f"{where} (original)", target=target
         )
-    except (RenderError, UnicodeDecodeError):
+    except (ConfigError, UnicodeDecodeError):
         added = True  # cannot tell: keep it closed
     return original_mode & current if added else original_mode
 
@@ -118,7 +119,7 @@ def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_or
                     moved_legacy=bool(state.legacy),
                     target=target,
                 )
-            except RenderError as e:
+            except ConfigError as e:
                 raise NodeError("; ".join(e.problems) + " (--force-original restores the original file as it was)") from None
             desired = text.encode()
         if desired is None:

@@ -9,20 +9,21 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from nodecfg.render.containerd_config import ConfigEdit, edit_containerd_config, effective_target
+from nodecfg.containerd import names
+from nodecfg.containerd.config_toml import effective_target
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.legacy import Legacy, endpoint_to_mirror
+from nodecfg.containerd.versions import ContainerdTarget, VersionSource, supports_default_namespace
+from nodecfg.render.config_edit import ConfigEdit, edit_containerd_config
 from nodecfg.render.credentials import resolve_credentials
-from nodecfg.render.errors import RenderError
+from nodecfg.render.etc_hosts import HostsFileError, edit_hosts_file
 from nodecfg.render.files import DesiredFile, FileKind
-from nodecfg.render.hostaliases import HostsFileError, edit_hosts_file
 from nodecfg.render.hosts import MirrorEndpoint, RenderedHosts, render_hosts
-from nodecfg.render.legacy import Legacy, endpoint_to_mirror
 from nodecfg.render.materials import Materials
-from nodecfg.spec import names
 from nodecfg.spec.models import Config, Registry
 from nodecfg.spec.secrets import is_secret_header, secret_values
-from nodecfg.spec.versions import ContainerdTarget, VersionSource, supports_default_namespace
 
-__all__ = ["Layout", "RenderError", "Rendered", "render"]
+__all__ = ["ConfigError", "Layout", "Rendered", "render"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def render(
     current_etc_hosts: str | None = None,
     sick: Mapping[str, frozenset[str]] | None = None,
 ) -> Rendered:
-    """Render hosts.toml files, cert files and the edited config.toml; RenderError lists problems."""
+    """Render hosts.toml files, cert files and the edited config.toml; ConfigError lists problems."""
     where = layout.containerd_config
     target = effective_target(target, current_config or "")
     problems: list[str] = []
@@ -124,8 +125,8 @@ def render(
             owned_auth_hosts=owned_auth_hosts,
             target=target.version,
         )
-    except RenderError as e:
-        raise RenderError(problems + e.problems) from None
+    except ConfigError as e:
+        raise ConfigError(problems + e.problems) from None
     warnings += edit.warnings
     legacy = state_legacy.merged(edit.legacy)
     if edit.legacy:
@@ -165,19 +166,19 @@ def render(
             unrouted = render_hosts(
                 registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
             ).files
-    except RenderError as e:
+    except ConfigError as e:
         problems += e.problems
     files = hosts.files
     warnings += hosts.warnings
     if problems:
-        raise RenderError(problems)
+        raise ConfigError(problems)
     config_file = DesiredFile(
         layout.containerd_config, edit.text.encode(), 0o600 if edit.holds_credentials else None, FileKind.CONTAINERD_CONFIG
     )
     try:
         etc_hosts = edit_hosts_file(current_etc_hosts, config.hostAliases)
     except HostsFileError as e:
-        raise RenderError([str(e)]) from None
+        raise ConfigError([str(e)]) from None
     if etc_hosts is not None:
         files = [*files, DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()], (current_config or "", edit.text))

@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from nodecfg.containerd import names
 from nodecfg.render.materials import Materials, Secret, material
-from nodecfg.spec import formats, loader, names, safeyaml
+from nodecfg.spec import formats, loader, safeyaml
 from nodecfg.spec.models import ENV_REF_RE, FILE_SOURCES, Config, Credential
 
 

@@ -12,16 +12,16 @@ from typing import Any
 
 import tomlkit
 
-from nodecfg.render.errors import RenderError
+from nodecfg.containerd import names, versions
+from nodecfg.containerd.durations import Duration
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.hosts_toml import HostEntry, parse_hosts_file
+from nodecfg.containerd.legacy import LegacyTLS
+from nodecfg.containerd.versions import ContainerdVersion
 from nodecfg.render.files import DesiredFile, FileKind
-from nodecfg.render.hostsfile import HostEntry, parse_hosts_file
-from nodecfg.render.legacy import LegacyTLS
 from nodecfg.render.materials import Materials, material
-from nodecfg.spec import names, versions
-from nodecfg.spec.durations import Duration
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
 from nodecfg.spec.secrets import is_secret_header
-from nodecfg.spec.versions import ContainerdVersion
 
 OWNER_MARK = "# Managed by nodecfg"
 HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
@@ -296,7 +296,7 @@ def render_hosts(
     legacy_tls: Mapping[str, LegacyTLS],
     sick: Mapping[str, frozenset[str]] | None = None,
 ) -> RenderedHosts:
-    """Render every registry; `sick` maps a registry to mirror URLs to leave out. RenderError lists problems."""
+    """Render every registry; `sick` maps a registry to mirror URLs to leave out. ConfigError lists problems."""
     out = RenderedHosts([], [], [], [])
     problems: list[str] = []
     for key in sorted(registries):
@@ -308,5 +308,5 @@ def render_hosts(
         out.routed_out.extend((key, url) for url in r.routed_out)
         problems.extend(r.problems)
     if problems:
-        raise RenderError(problems)
+        raise ConfigError(problems)
     return out

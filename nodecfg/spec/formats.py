@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodecfg.spec import names
+from nodecfg.containerd import names
 
 FORMATS = ("nodecfg", "k3s", "dockerconfigjson", "auth-json", "image-rules")
 _AUTH_JSON_FIELDS = frozenset({"username", "password", "insecure"})

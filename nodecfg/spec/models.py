@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from nodecfg.spec import names
-from nodecfg.spec.durations import Duration, parse_duration
+from nodecfg.containerd import names
+from nodecfg.containerd.durations import Duration, parse_duration
 
 Capability = Literal["pull", "resolve", "push", "referrers"]
 ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")

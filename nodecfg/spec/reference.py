@@ -12,7 +12,7 @@ import typing
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from nodecfg.spec.durations import Duration
+from nodecfg.containerd.durations import Duration
 from nodecfg.spec.models import Config, Credential, HostAlias, Mirror, Registry, Restart
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [

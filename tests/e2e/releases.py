@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from nodecfg.spec.versions import ContainerdVersion
+from nodecfg.containerd.versions import ContainerdVersion
 
 V1_7 = ContainerdVersion(1, 7, 0)
 V1_7_32 = ContainerdVersion(1, 7, 32)

@@ -15,7 +15,7 @@ import tomllib
 
 import pytest
 
-from nodecfg.render.errors import RenderError
+from nodecfg.containerd.errors import ConfigError
 from tests.conftest import node_args, run
 from tests.e2e.releases import V2_0, Release
 from tests.test_apply import EXPECTED_FILES, copy_example
@@ -72,7 +72,7 @@ def test_containerd_reads_config_path_and_auth_from_the_edited_file(example, roo
 def test_layouts_as_containerd_reads_them(src, tmp_path, release):
     if release.version >= V2_0 and "version = 2" not in src:
         # 2.x drops a version 1 file's registry table (checked below): nodecfg refuses to edit one.
-        with pytest.raises(RenderError, match="does not read the registry settings"):
+        with pytest.raises(ConfigError, match="does not read the registry settings"):
             edit(src, target=release.version)
         path = tmp_path / "config.toml"
         path.write_text(edit(src).text)  # what nodecfg would write for 1.x

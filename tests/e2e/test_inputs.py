@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from nodecfg.render.hostaliases import BEGIN, strip_block
+from nodecfg.render.etc_hosts import BEGIN, strip_block
 from tests.e2e.conftest import AUTH_PASSWORD, AUTH_USER, Lab, Node
 from tests.e2e.harness import run_nodecfg
 

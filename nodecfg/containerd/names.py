@@ -133,3 +133,13 @@ def auth_host(registry: str) -> str:
 def default_upstream(registry: str) -> str:
     """Containerd's implicit upstream host for a namespace (docker.io -> registry-1.docker.io)."""
     return DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
+
+
+def candidate_dirs(namespace: str) -> list[str]:
+    """Directory names containerd tries for a namespace, in order (hosts.go hostPaths on Linux)."""
+    out = []
+    special = host_port_dir_name(namespace)
+    if special is not None:
+        out.append(special)
+    out += [namespace, DEFAULT_DIR]
+    return out

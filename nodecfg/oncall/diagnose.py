@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from nodecfg.render.explain import NodeView, candidate_dirs
-from nodecfg.render.hostsfile import HTTPS_FIRST, HostEntry, entries_reading_files, parse_hosts_file
-from nodecfg.spec import names, versions
+from nodecfg.containerd import names, versions
+from nodecfg.containerd.hosts_toml import HTTPS_FIRST, HostEntry, entries_reading_files, parse_hosts_file
+from nodecfg.containerd.names import candidate_dirs
+from nodecfg.oncall.view import NodeView
 from nodecfg.spec.secrets import is_secret_header
 
 

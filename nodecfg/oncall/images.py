@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from nodecfg.spec import names
-from nodecfg.spec.imageref import ImageRef, ReferenceError_, parse_reference
+from nodecfg.containerd import names
+from nodecfg.containerd.imageref import ImageRef, ReferenceError_, parse_reference
 from nodecfg.spec.models import Config, Mirror
 
 

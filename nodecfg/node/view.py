@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import posixpath
 
-from nodecfg.node.apply import NodePaths
+from nodecfg.containerd.config_toml import read_registry_settings
+from nodecfg.containerd.hosts_toml import entries_reading_files
+from nodecfg.containerd.versions import ContainerdTarget
 from nodecfg.node.fs import NodeError, list_dir, read_file
-from nodecfg.render.explain import HostsDir, NodeView, read_registry_settings
+from nodecfg.node.paths import NodePaths
+from nodecfg.oncall.view import HostsDir, NodeView
 from nodecfg.render.hosts import is_owned_hosts_toml
-from nodecfg.render.hostsfile import entries_reading_files
 from nodecfg.spec.models import PEM_CERT_MARK
-from nodecfg.spec.versions import ContainerdTarget
 
 MAX_HOSTS_TOML = 1024 * 1024
 _CERT_SUFFIXES = (".crt", ".cert", ".key")

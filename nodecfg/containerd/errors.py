@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class RenderError(ValueError):
+class ConfigError(ValueError):
     """Rendering cannot go on; `problems` lists every problem found, as `<where>: <rule>`."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nodecfg.spec import names
+from nodecfg.containerd import names
 
 DEFAULT_TAG = "latest"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

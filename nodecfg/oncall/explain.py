@@ -10,145 +10,17 @@ reference 1.1), what the hosts.toml yields (1.2-1.4), and which credentials appl
 from __future__ import annotations
 
 import posixpath
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from nodecfg.render.containerd_config import config_version, get_path, registry_table, table_label
-from nodecfg.render.errors import RenderError
-from nodecfg.render.hostsfile import HostEntry, HostsFile, default_upstream_entry, parse_hosts_file
-from nodecfg.render.legacy import extract_legacy
-from nodecfg.spec import names, versions
-from nodecfg.spec.imageref import ImageRef
-from nodecfg.spec.versions import ContainerdTarget
-
-DEFAULT_ROOTS_2_2 = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
-_DEFAULT_ROOTS_FROM = versions.ContainerdVersion(2, 2, 0)
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """The registry part of config.toml as containerd will read it (no secret values)."""
-
-    file: str
-    exists: bool
-    table: str
-    config_path: str | None  # as written; None when unset
-    roots: tuple[str, ...]  # the directories CRI consults, in order
-    roots_note: str
-    mirrors: Mapping[str, tuple[str, ...]]  # legacy registry.mirrors
-    tls_hosts: tuple[str, ...]  # legacy configs.*.tls
-    auth: Mapping[str, str]  # contacted host -> which fields are set ("username+password", ...)
-    header_names: tuple[str, ...]
-    problems: tuple[str, ...]  # what makes the CRI plugin fail to load or ignore the settings
-    version: int = 2
-
-
-def _auth_kind(entry: Any) -> str:
-    if not isinstance(entry, Mapping):
-        return "invalid (not a table)"
-    kinds = [k for k in ("username", "password", "auth", "identitytoken") if entry.get(k)]
-    return "+".join(kinds) if kinds else "empty"
-
-
-def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
-    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
-    problems: list[str] = []
-    plain: dict[str, Any] = {}
-    if text is not None:
-        try:
-            plain = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            problems.append(f"{where}: not valid TOML, containerd will not start: {e}")
-    try:
-        table, _ = registry_table(plain, target.version, where)
-    except RenderError as e:
-        problems += e.problems
-        table = ("plugins", "io.containerd.cri.v1.images", "registry")
-    registry = get_path(plain, table)
-    registry = registry if isinstance(registry, Mapping) else {}
-    legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
-    problems += legacy_problems
-    raw_path = registry.get("config_path")
-    config_path = raw_path if isinstance(raw_path, str) and raw_path else None
-    if config_path is not None:
-        roots = tuple(r for r in config_path.split(":") if r)
-        note = f"config_path = {config_path!r}"
-        if legacy.mirrors:
-            problems.append(
-                f"{where}: {table_label(table)} has both `mirrors` and `config_path`: the CRI plugin refuses to "
-                'load ("`mirrors` cannot be set when `config_path` is provided"); no pulls through CRI'
-            )
-        if legacy.tls and target.version.major < 2:
-            problems.append(
-                f"{where}: {table_label(table)} has `configs.*.tls` ({', '.join(sorted(legacy.tls))}) next to "
-                f"`config_path`: containerd {target.version} refuses to load the CRI plugin"
-            )
-    elif not legacy.mirrors and target.version >= _DEFAULT_ROOTS_FROM:
-        roots = DEFAULT_ROOTS_2_2
-        note = f"config_path unset: containerd {target.version} defaults to {':'.join(roots)}"
-    else:
-        roots = ()
-        note = "config_path unset: CRI consults no hosts directory"
-    configs = registry.get("configs")
-    auth: dict[str, str] = {}
-    if isinstance(configs, Mapping):
-        for host, entry in configs.items():
-            if isinstance(entry, Mapping) and "auth" in entry:
-                auth[str(host)] = _auth_kind(entry["auth"])
-    auths = registry.get("auths")
-    if isinstance(auths, Mapping):  # 1.x legacy map keyed by URL, copied into configs
-        for key, entry in auths.items():
-            host = str(key).split("://", 1)[-1].split("/", 1)[0]
-            auth.setdefault(host, _auth_kind(entry) + " (legacy registry.auths)")
-    headers = registry.get("headers")
-    return RegistrySettings(
-        file=where,
-        exists=text is not None,
-        table=table_label(table),
-        config_path=config_path,
-        roots=roots,
-        roots_note=note,
-        mirrors=dict(legacy.mirrors),
-        tls_hosts=tuple(sorted(legacy.tls)),
-        auth=auth,
-        header_names=tuple(sorted(headers)) if isinstance(headers, Mapping) else (),
-        problems=tuple(problems),
-        version=config_version(plain),
-    )
-
-
-@dataclass(frozen=True)
-class HostsDir:
-    """One directory under a config_path root, as read from the node."""
-
-    path: str  # host path
-    hosts_toml: str | None  # None: no hosts.toml in it
-    error: str | None = None  # why hosts.toml could not be read
-    cert_files: tuple[str, ...] = ()  # *.crt / *.cert / *.key: Docker's layout, used without hosts.toml
-    owned: bool = False
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """What explain and doctor need from the node, read by the node layer."""
-
-    target: ContainerdTarget
-    registry: RegistrySettings
-    dirs: Mapping[str, HostsDir]  # host path -> directory, for every directory under every root
-    missing: Mapping[str, str] = field(default_factory=dict)  # referenced file -> why it cannot be read
-
-
-def candidate_dirs(namespace: str) -> list[str]:
-    """Directory names containerd tries for a namespace, in order (hosts.go hostPaths on Linux)."""
-    out = []
-    special = names.host_port_dir_name(namespace)
-    if special is not None:
-        out.append(special)
-    out += [namespace, names.DEFAULT_DIR]
-    return out
+from nodecfg.containerd import names, versions
+from nodecfg.containerd.config_toml import RegistrySettings
+from nodecfg.containerd.hosts_toml import HostEntry, HostsFile, default_upstream_entry, parse_hosts_file
+from nodecfg.containerd.imageref import ImageRef
+from nodecfg.containerd.names import candidate_dirs
+from nodecfg.oncall.view import HostsDir, NodeView
 
 
 @dataclass(frozen=True)

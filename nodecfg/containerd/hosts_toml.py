@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodecfg.spec import names, versions
-from nodecfg.spec.durations import DurationError, parse_duration
-from nodecfg.spec.versions import ContainerdVersion
+from nodecfg.containerd import names, versions
+from nodecfg.containerd.durations import DurationError, parse_duration
+from nodecfg.containerd.versions import ContainerdVersion
 
 ALL_CAPABILITIES = ("pull", "resolve", "push")
 ROOT_ONLY_PARSES = ContainerdVersion(1, 7, 32)  # first 1.x that accepts a file without [host]

@@ -19,18 +19,20 @@ import tomlkit
 import tomlkit.exceptions
 from tomlkit.items import InlineTable, Table
 
+from nodecfg.containerd import versions
+from nodecfg.containerd.config_toml import (
+    Path,
+    get_path,
+    parse_plain,
+    registry_table,
+    table_label,
+)
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.legacy import Legacy, extract_legacy
+from nodecfg.containerd.versions import ContainerdVersion
 from nodecfg.render.credentials import Auth
-from nodecfg.render.errors import RenderError
-from nodecfg.render.legacy import Legacy, extract_legacy
 from nodecfg.render.toml_layout import Indentation
-from nodecfg.spec import versions
-from nodecfg.spec.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
-V1_TABLE = ("plugins", "cri", "registry")
-V1_LONG_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
-V2_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
-V3_TABLE = ("plugins", "io.containerd.cri.v1.images", "registry")
-Path = tuple[str, ...]
 _DELETE = object()
 
 
@@ -44,96 +46,6 @@ class ConfigEdit:
     legacy: Legacy
     auth_hosts: frozenset[str]
     warnings: tuple[str, ...]
-
-
-def table_label(path: Path) -> str:
-    """`plugins."io.containerd.grpc.v1.cri".registry` from a key path."""
-    return ".".join(p if p.replace("_", "").isalnum() else f'"{p}"' for p in path)
-
-
-def parse_plain(text: str, where: str) -> dict[str, Any]:
-    """Parse config.toml with tomllib, as a RenderError naming the file and line on failure."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise RenderError([f"{where}: not valid TOML, containerd would refuse it: {e}"]) from None
-
-
-def config_version(plain: Mapping[str, Any]) -> int:
-    """The file's `version` (1 when absent, as containerd reads it)."""
-    v = plain.get("version", 1)
-    return v if isinstance(v, int) and not isinstance(v, bool) else 1
-
-
-def effective_target(target: ContainerdTarget, text: str) -> ContainerdTarget:
-    """A version 3 config.toml means containerd >= 2.0; use that when the version was only assumed."""
-    if target.source is VersionSource.ASSUMED and text.strip():
-        try:
-            plain = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            return target
-        if config_version(plain) >= 3 and target.version < versions.CONFIG_V3:
-            return ContainerdTarget(versions.CONFIG_V3, VersionSource.ASSUMED)
-    return target
-
-
-def get_path(tree: Any, path: Path) -> Any:
-    """The value at `path` in a parsed TOML tree, or None."""
-    cur = tree
-    for p in path:
-        if not isinstance(cur, Mapping) or p not in cur:
-            return None
-        cur = cur[p]
-    return cur
-
-
-def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
-    """Which table containerd reads registry settings from, for this file and release.
-
-    Decided by the `version` line and the release, as containerd decides (reference 2.1, 2.5):
-    version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
-    `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
-    Tables of another schema that hold registry settings are dead config: warn about them.
-    """
-    version = config_version(plain)
-    warnings: list[str] = []
-    if version >= 3:
-        if target < versions.CONFIG_V3:
-            raise RenderError(
-                [
-                    f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
-                    f"containerd {target}: its registry settings would be ignored (pass the right "
-                    "--containerd-version, or convert the file to version = 2)"
-                ]
-            )
-        chosen = V3_TABLE
-    elif version == 2:
-        chosen = V2_TABLE
-    else:
-        if target >= versions.CONFIG_V3:
-            # Observed on 2.1.9: a version 1 file loads, but its CRI registry table is dropped
-            # ("Ignoring unknown key in TOML for plugin" key=registry): config_path and auth would
-            # never be read. Rewriting the file's version would rename every plugin: not ours to do.
-            raise RenderError(
-                [
-                    f"{where}: version = {version} (or no version line): containerd {target} does not read the "
-                    "registry settings of such a file; convert it first (`containerd config migrate`, "
-                    "or a `version = 2` file with the long plugin IDs), nothing was written"
-                ]
-            )
-        chosen = (
-            V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
-        )
-        warnings.append(
-            f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {table_label(chosen)}"
-        )
-    for other in (V1_TABLE, V2_TABLE, V3_TABLE):
-        if other != chosen and get_path(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
-            warnings.append(
-                f"{where}: [{table_label(other)}] is not read for a version = {version} file by containerd "
-                f"{target}; nodecfg writes [{table_label(chosen)}] and leaves it as it is"
-            )
-    return chosen, warnings
 
 
 def _auth_value(auth: Auth) -> dict[str, str]:
@@ -298,7 +210,7 @@ def _apply_ops(
             except tomllib.TOMLDecodeError:
                 pass
         else:
-            raise RenderError(
+            raise ConfigError(
                 [
                     f"{where}: nodecfg could not edit this file without changing other settings (a "
                     "layout it does not handle); nothing was written. Please report the file's layout."
@@ -316,22 +228,22 @@ def edit_containerd_config(
     owned_auth_hosts: frozenset[str],
     target: ContainerdVersion,
 ) -> ConfigEdit:
-    """Set config_path and auth entries; move legacy mirrors/tls out. Raise RenderError if unsafe."""
+    """Set config_path and auth entries; move legacy mirrors/tls out. Raise ConfigError if unsafe."""
     if not text.strip():
         text = minimal_config(target) if not text else text + minimal_config(target)
     plain = parse_plain(text, where)
     try:
         tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as e:
-        raise RenderError([f"{where}: not valid TOML: {e}"]) from None
+        raise ConfigError([f"{where}: not valid TOML: {e}"]) from None
     table, warnings = registry_table(plain, target, where)
     registry = get_path(plain, table)
     if registry is not None and not isinstance(registry, Mapping):
-        raise RenderError([f"{where}: {table_label(table)} must be a table"])
+        raise ConfigError([f"{where}: {table_label(table)} must be a table"])
     registry = registry or {}
     legacy, problems = extract_legacy(registry, f"{where}: {table_label(table)}")
     if problems:
-        raise RenderError(problems)
+        raise ConfigError(problems)
 
     ops: list[tuple[Path, Any]] = []
     if registry.get("mirrors"):
@@ -408,7 +320,7 @@ def remove_nodecfg_edits(
 
     `config_path` goes back to its value in `original` (or away), nodecfg's credential entries go,
     and legacy `mirrors` / `configs.*.tls` that nodecfg moved into hosts.toml come back from
-    `original`. Raise RenderError when that cannot be done exactly.
+    `original`. Raise ConfigError when that cannot be done exactly.
     """
     plain = parse_plain(text, where)
     table, _warnings = registry_table(plain, target, where)
@@ -421,7 +333,7 @@ def remove_nodecfg_edits(
         ops.append(((*table, "configs", host, "auth"), _DELETE))
     if moved_legacy:
         if original is None:
-            raise RenderError(
+            raise ConfigError(
                 [f"{where}: nodecfg moved legacy mirrors/tls out of this file but kept no original to restore them from"]
             )
         if old_registry.get("mirrors"):

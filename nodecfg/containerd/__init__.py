@@ -1,0 +1,1 @@
+"""How containerd behaves (pure): its file formats, lookups, names and releases."""

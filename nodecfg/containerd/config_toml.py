@@ -1,0 +1,208 @@
+"""containerd's config.toml as containerd reads it (pure; docs/containerd.md).
+
+The version line, the registry table, and the registry settings the CRI plugin takes from it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nodecfg.containerd import versions
+from nodecfg.containerd.errors import ConfigError
+from nodecfg.containerd.legacy import extract_legacy
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
+
+V1_TABLE = ("plugins", "cri", "registry")
+V1_LONG_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
+V2_TABLE = ("plugins", "io.containerd.grpc.v1.cri", "registry")
+V3_TABLE = ("plugins", "io.containerd.cri.v1.images", "registry")
+Path = tuple[str, ...]
+
+
+def table_label(path: Path) -> str:
+    """`plugins."io.containerd.grpc.v1.cri".registry` from a key path."""
+    return ".".join(p if p.replace("_", "").isalnum() else f'"{p}"' for p in path)
+
+
+def parse_plain(text: str, where: str) -> dict[str, Any]:
+    """Parse config.toml with tomllib, as a ConfigError naming the file and line on failure."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{where}: not valid TOML, containerd would refuse it: {e}"]) from None
+
+
+def config_version(plain: Mapping[str, Any]) -> int:
+    """The file's `version` (1 when absent, as containerd reads it)."""
+    v = plain.get("version", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
+def effective_target(target: ContainerdTarget, text: str) -> ContainerdTarget:
+    """A version 3 config.toml means containerd >= 2.0; use that when the version was only assumed."""
+    if target.source is VersionSource.ASSUMED and text.strip():
+        try:
+            plain = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return target
+        if config_version(plain) >= 3 and target.version < versions.CONFIG_V3:
+            return ContainerdTarget(versions.CONFIG_V3, VersionSource.ASSUMED)
+    return target
+
+
+def get_path(tree: Any, path: Path) -> Any:
+    """The value at `path` in a parsed TOML tree, or None."""
+    cur = tree
+    for p in path:
+        if not isinstance(cur, Mapping) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
+    """Which table containerd reads registry settings from, for this file and release.
+
+    Decided by the `version` line and the release, as containerd decides (reference 2.1, 2.5):
+    version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
+    `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
+    Tables of another schema that hold registry settings are dead config: warn about them.
+    """
+    version = config_version(plain)
+    warnings: list[str] = []
+    if version >= 3:
+        if target < versions.CONFIG_V3:
+            raise ConfigError(
+                [
+                    f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
+                    f"containerd {target}: its registry settings would be ignored (pass the right "
+                    "--containerd-version, or convert the file to version = 2)"
+                ]
+            )
+        chosen = V3_TABLE
+    elif version == 2:
+        chosen = V2_TABLE
+    else:
+        if target >= versions.CONFIG_V3:
+            # Observed on 2.1.9: a version 1 file loads, but its CRI registry table is dropped
+            # ("Ignoring unknown key in TOML for plugin" key=registry): config_path and auth would
+            # never be read. Rewriting the file's version would rename every plugin: not ours to do.
+            raise ConfigError(
+                [
+                    f"{where}: version = {version} (or no version line): containerd {target} does not read the "
+                    "registry settings of such a file; convert it first (`containerd config migrate`, "
+                    "or a `version = 2` file with the long plugin IDs), nothing was written"
+                ]
+            )
+        chosen = (
+            V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
+        )
+        warnings.append(
+            f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {table_label(chosen)}"
+        )
+    for other in (V1_TABLE, V2_TABLE, V3_TABLE):
+        if other != chosen and get_path(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
+            warnings.append(
+                f"{where}: [{table_label(other)}] is not read for a version = {version} file by containerd "
+                f"{target}; nodecfg writes [{table_label(chosen)}] and leaves it as it is"
+            )
+    return chosen, warnings
+
+
+DEFAULT_ROOTS_2_2 = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
+_DEFAULT_ROOTS_FROM = versions.ContainerdVersion(2, 2, 0)
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The registry part of config.toml as containerd will read it (no secret values)."""
+
+    file: str
+    exists: bool
+    table: str
+    config_path: str | None  # as written; None when unset
+    roots: tuple[str, ...]  # the directories CRI consults, in order
+    roots_note: str
+    mirrors: Mapping[str, tuple[str, ...]]  # legacy registry.mirrors
+    tls_hosts: tuple[str, ...]  # legacy configs.*.tls
+    auth: Mapping[str, str]  # contacted host -> which fields are set ("username+password", ...)
+    header_names: tuple[str, ...]
+    problems: tuple[str, ...]  # what makes the CRI plugin fail to load or ignore the settings
+    version: int = 2
+
+
+def _auth_kind(entry: Any) -> str:
+    if not isinstance(entry, Mapping):
+        return "invalid (not a table)"
+    kinds = [k for k in ("username", "password", "auth", "identitytoken") if entry.get(k)]
+    return "+".join(kinds) if kinds else "empty"
+
+
+def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
+    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
+    problems: list[str] = []
+    plain: dict[str, Any] = {}
+    if text is not None:
+        try:
+            plain = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            problems.append(f"{where}: not valid TOML, containerd will not start: {e}")
+    try:
+        table, _ = registry_table(plain, target.version, where)
+    except ConfigError as e:
+        problems += e.problems
+        table = ("plugins", "io.containerd.cri.v1.images", "registry")
+    registry = get_path(plain, table)
+    registry = registry if isinstance(registry, Mapping) else {}
+    legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
+    problems += legacy_problems
+    raw_path = registry.get("config_path")
+    config_path = raw_path if isinstance(raw_path, str) and raw_path else None
+    if config_path is not None:
+        roots = tuple(r for r in config_path.split(":") if r)
+        note = f"config_path = {config_path!r}"
+        if legacy.mirrors:
+            problems.append(
+                f"{where}: {table_label(table)} has both `mirrors` and `config_path`: the CRI plugin refuses to "
+                'load ("`mirrors` cannot be set when `config_path` is provided"); no pulls through CRI'
+            )
+        if legacy.tls and target.version.major < 2:
+            problems.append(
+                f"{where}: {table_label(table)} has `configs.*.tls` ({', '.join(sorted(legacy.tls))}) next to "
+                f"`config_path`: containerd {target.version} refuses to load the CRI plugin"
+            )
+    elif not legacy.mirrors and target.version >= _DEFAULT_ROOTS_FROM:
+        roots = DEFAULT_ROOTS_2_2
+        note = f"config_path unset: containerd {target.version} defaults to {':'.join(roots)}"
+    else:
+        roots = ()
+        note = "config_path unset: CRI consults no hosts directory"
+    configs = registry.get("configs")
+    auth: dict[str, str] = {}
+    if isinstance(configs, Mapping):
+        for host, entry in configs.items():
+            if isinstance(entry, Mapping) and "auth" in entry:
+                auth[str(host)] = _auth_kind(entry["auth"])
+    auths = registry.get("auths")
+    if isinstance(auths, Mapping):  # 1.x legacy map keyed by URL, copied into configs
+        for key, entry in auths.items():
+            host = str(key).split("://", 1)[-1].split("/", 1)[0]
+            auth.setdefault(host, _auth_kind(entry) + " (legacy registry.auths)")
+    headers = registry.get("headers")
+    return RegistrySettings(
+        file=where,
+        exists=text is not None,
+        table=table_label(table),
+        config_path=config_path,
+        roots=roots,
+        roots_note=note,
+        mirrors=dict(legacy.mirrors),
+        tls_hosts=tuple(sorted(legacy.tls)),
+        auth=auth,
+        header_names=tuple(sorted(headers)) if isinstance(headers, Mapping) else (),
+        problems=tuple(problems),
+        version=config_version(plain),
+    )

@@ -1,0 +1,33 @@
+"""Where things are on the node: the host paths nodecfg reads and writes, and the root they sit under.
+
+The defaults here are the only place they are written; the CLI and the daemon take them from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from nodecfg.node.fs import host_path
+
+ETC_HOSTS = "/etc/hosts"  # host path of the file `hostAliases` edits
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where things are: `root` is where the host's / is mounted; the rest are host paths."""
+
+    root: str = "/"
+    containerd_config: str = "/etc/containerd/config.toml"
+    hosts_dir: str = "/etc/containerd/certs.d"
+    state_dir: str = "/var/lib/nodecfg"
+    containerd_socket: str = "/run/containerd/containerd.sock"
+
+    def real(self, host: str) -> str:
+        """The path this process opens for host path `host`."""
+        return host_path(self.root, host)
+
+    def host(self, real: str) -> str:
+        """Inverse of `real` for a path under the root."""
+        root = os.path.abspath(self.root)
+        return real if root == "/" else "/" + os.path.relpath(real, root)
