@@ -73,9 +73,41 @@ def test_help_and_module_entry_point():
         assert cmd in out
 
 
+HEAVY = ("grpc", "jeepney")  # CRI and D-Bus: only run, images, doctor and uninstall need them
+LOADED = """
+import io, json, sys
+from nodecfg.cli import main
+rc = main(sys.argv[2:], io.StringIO(), io.StringIO())
+for name in filter(None, sys.argv[1].split(",")):
+    __import__(name)
+print(json.dumps([rc, sorted(m for m in sys.modules if m.split(".")[0] in {heavy})]))
+"""
+
+
+def heavy_modules_after(argv: list[str], also_import: str = "") -> tuple[int, list[str]]:
+    """Run main(argv), then import `also_import` (comma-separated), in a fresh interpreter: exit code, grpc/jeepney modules."""
+    script = LOADED.format(heavy=set(HEAVY))
+    r = subprocess.run([sys.executable, "-c", script, also_import, *argv], capture_output=True, text=True, cwd=REPO, check=True)
+    rc, loaded = json.loads(r.stdout)
+    return rc, loaded
+
+
+@pytest.mark.parametrize(("command", "exit_code"), [("diff", 1), ("validate", 0), ("apply", 0)])
+def test_one_shot_commands_do_not_import_grpc_or_jeepney(command, exit_code, root, tmp_path):
+    config = copy_example(tmp_path, "registries.yaml")
+    assert heavy_modules_after([command, *node_args(root, config)]) == (exit_code, [])
+
+
+def test_the_import_check_sees_grpc_and_jeepney(root, tmp_path):
+    # The modules that use the defaults the parser shows load both.
+    config = copy_example(tmp_path, "registries.yaml")
+    rc, loaded = heavy_modules_after(["validate", *node_args(root, config)], "nodecfg.node.cri,nodecfg.node.restart")
+    assert rc == 0 and {m.split(".")[0] for m in loaded} == set(HEAVY)
+
+
 @pytest.mark.parametrize("command", ["diff", "apply", "validate", "diff-json", "apply-json", "bad-input", "missing-env"])
 def test_secrets_never_in_output_or_logs(command, root, tmp_path, monkeypatch):
-    monkeypatch.setattr("nodecfg.cli._configure_logging", lambda _stream: None)  # keep capture_logs in place
+    monkeypatch.setattr("nodecfg.cli.configure_logging", lambda _stream: None)  # keep capture_logs in place
     config = copy_example(tmp_path, "registries.yaml")
     text = config.read_text() + "  - registry: env.example\n    username: u\n    password: ${REG_PW}\n"
     env = {"REG_PW": "S3cr3t-from-env"}

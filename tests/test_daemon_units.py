@@ -246,16 +246,6 @@ def test_run_refuses_bad_options(tmp_path: Path) -> None:
     assert rc == 2 and "--restart-command" in err and "quotation" in err
 
 
-def test_cli_defaults_agree_with_the_modules_that_use_them() -> None:
-    # cli.py keeps copies so the one-shot commands need not import grpc and jeepney.
-    from nodecfg import cli
-    from nodecfg.node import cri, restart
-
-    assert cli.DEFAULT_SOCKET == cri.DEFAULT_SOCKET
-    assert cli.DEFAULT_SYSTEM_BUS == restart.DEFAULT_SYSTEM_BUS
-    assert cli.DEFAULT_UNIT == restart.DEFAULT_UNIT
-
-
 def test_misspelled_secret_field_never_reaches_log_status_or_readyz(root: Path, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: hunter2}\n")

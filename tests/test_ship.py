@@ -75,7 +75,7 @@ def test_manifests_use_only_what_nodecfg_has(kustomization: str) -> None:
     (container,) = spec["containers"]
     args = container["args"]
     # Every flag parses with nodecfg's own parser (a renamed or removed flag fails here).
-    parsed = cli._parser().parse_args(args)
+    parsed = cli.build_parser().parse_args(args)
     assert parsed.command in cli.COMMANDS
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -152,14 +152,14 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_units_write_only_where_nodecfg_writes() -> None:
-    defaults = cli._parser().parse_args(["apply"])
+    defaults = cli.build_parser().parse_args(["apply"])
     for unit in UNITS:
         text = unit.read_text()
         (rw,) = re.findall(r"^ReadWritePaths=(.*)$", text, flags=re.M)
         allowed = [a.lstrip("-") for a in rw.split()]  # "-": ignored when missing
         for path in (os.path.dirname(defaults.containerd_config), defaults.hosts_dir, defaults.state_dir, ETC_HOSTS):
             assert any(path == a or path.startswith(a + "/") for a in allowed), (unit.name, path)
-        args = cli._parser().parse_args(unit_exec(unit)[1:])
+        args = cli.build_parser().parse_args(unit_exec(unit)[1:])
         assert args.config == "/etc/nodecfg/registries.yaml"
 
 

@@ -12,13 +12,12 @@ from jeepney import DBusAddress, MatchRule, MessageType, message_bus, new_method
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
+from nodecfg.node.defaults import DEFAULT_SYSTEM_BUS, DEFAULT_UNIT
 from nodecfg.node.fs import NodeError
 
 SYSTEMD_BUS_NAME = "org.freedesktop.systemd1"
 SYSTEMD_PATH = "/org/freedesktop/systemd1"
 SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
-DEFAULT_UNIT = "containerd.service"
-DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
 RESTART_TIMEOUT_S = 120.0  # the restart itself (systemd job or command); health has its own timeout
 STOP_POLL_S = 0.25  # how often a restart in progress looks at `stop`
 

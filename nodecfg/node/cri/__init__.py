@@ -19,8 +19,8 @@ import grpc
 from google.protobuf.message import Message
 
 from nodecfg.node.cri import api_pb2 as api
+from nodecfg.node.defaults import DEFAULT_SOCKET
 
-DEFAULT_SOCKET = "/run/containerd/containerd.sock"
 CALL_TIMEOUT_S = 3.0  # one health call while waiting for a restart: short, so a stop is seen soon
 RUNTIME = "/runtime.v1.RuntimeService/"
 IMAGES = "/runtime.v1.ImageService/"
