@@ -7,18 +7,13 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from nodecfg.containerd.errors import ConfigError
-from nodecfg.containerd.versions import ContainerdVersion
 from nodecfg.node.apply import apply_plan
 from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import NodeError, fsync_dir, read_file
 from nodecfg.node.paths import ETC_HOSTS, NodePaths
 from nodecfg.node.state import STATE_FILE, State, load_state
-from nodecfg.plan import Action, ChangeClass, Operation, Plan, sha256
-from nodecfg.render.config_edit import holds_credentials, remove_nodecfg_edits
-from nodecfg.render.etc_hosts import HostsFileError, edit_hosts_file
-from nodecfg.render.files import FileKind
-from nodecfg.render.hosts import kind_of_file_name
+from nodecfg.plan import CurrentFile, Plan
+from nodecfg.plan.uninstall import UninstallError, UninstallInputs, config_edited, make_uninstall_plan
 
 
 @dataclass(frozen=True)
@@ -30,107 +25,71 @@ class Uninstall:
     notes: tuple[str, ...]
 
 
-def _original(paths: NodePaths, state: State, path: str) -> tuple[bool, bytes | None, int | None]:
-    """(kept, content, mode) of the original of `path`; content None: it did not exist."""
-    o = state.originals.get(path)
-    if o is None:
-        return False, None, None
+def _original(paths: NodePaths, state: State, path: str) -> CurrentFile:
+    """The kept original of `path` (content None: it did not exist); `path` is in state.originals."""
+    o = state.originals[path]
     if o.backup is None:
-        return True, None, None
+        return CurrentFile(None)
     info = read_file(os.path.join(paths.real(paths.state_dir), "originals", o.backup))
     if info.content is None:
         raise NodeError(f"the original of {path} is missing from {paths.state_dir}/originals/{o.backup}")
-    return True, info.content, o.mode
+    return CurrentFile(info.content, o.mode)
 
 
-def _config_mode(
-    paths: NodePaths,
-    target: ContainerdVersion,
-    desired: bytes,
-    *,
-    original: bytes | None,
-    original_mode: int | None,
-    current_mode: int | None,
-) -> int:
-    """config.toml's mode after uninstall: the original's (nodecfg made it 0600 for its credentials).
+def _current(paths: NodePaths, path: str) -> CurrentFile:
+    info = read_file(paths.real(path))
+    return CurrentFile(info.content, info.mode)
 
-    Unless what stays holds credentials the original did not (the user's own, added since): then
-    the file stays no more open than it is now.
+
+def read_uninstall_inputs(
+    paths: NodePaths, state: State, containerd_version: str | None, *, force_original: bool = False
+) -> UninstallInputs:
+    """Read what the uninstall plan needs: the files nodecfg touched, their originals, the containerd release.
+
+    config.toml's original and the containerd release are looked up only when config.toml is there
+    and nodecfg edited it (only then does the plan use them).
     """
-    current = current_mode if current_mode is not None else 0o644
-    if original is None or original_mode is None:
-        return current
-    where = paths.containerd_config
-    try:
-        added = holds_credentials(desired.decode("utf-8"), where=where, target=target) and not holds_credentials(
-            original.decode("utf-8"), where=f"{where} (original)", target=target
-        )
-    except (ConfigError, UnicodeDecodeError):
-        added = True  # cannot tell: keep it closed
-    return original_mode & current if added else original_mode
+    config = paths.containerd_config
+    current: dict[str, CurrentFile] = {}
+    originals: dict[str, CurrentFile] = {}
+    for path in sorted(set(state.owned) | set(state.originals)):
+        if path == config:
+            continue
+        current[path] = _current(paths, path)
+        if path in state.originals:
+            originals[path] = _original(paths, state, path)
+    current[ETC_HOSTS] = _current(paths, ETC_HOSTS)
+    current[config] = _current(paths, config)
+    target = None
+    if current[config].content is not None and config_edited(
+        config, state.owned, state.originals, state.auth_hosts, bool(state.legacy)
+    ):
+        if config in state.originals:
+            originals[config] = _original(paths, state, config)
+        target = detect_target(paths, containerd_version, state).version
+    return UninstallInputs(
+        owned=state.owned,
+        originals=originals,
+        current=current,
+        edited=state.edited,
+        auth_hosts=state.auth_hosts,
+        moved_legacy=bool(state.legacy),
+        config_path=config,
+        etc_hosts_path=ETC_HOSTS,
+        target=target,
+        force_original=force_original,
+    )
 
 
 def plan_uninstall(paths: NodePaths, containerd_version: str | None, *, force_original: bool = False) -> Uninstall:
     """Work out the operations that take nodecfg off the node. Changes nothing."""
     state = load_state(paths.real(paths.state_dir))
-    notes: list[str] = []
-    ops: list[Operation] = []
-    config = paths.containerd_config
-    for path in sorted(set(state.owned) | set(state.originals)):
-        if path == config:
-            continue
-        kind = kind_of_file_name(os.path.basename(path))
-        current = read_file(paths.real(path))
-        kept, content, mode = _original(paths, state, path)
-        if kept and content is not None:
-            if current.content != content:
-                ops.append(Operation(Action.WRITE, path, ChangeClass.HOT, kind, content, mode if mode is not None else 0o644))
-        elif current.content is not None and (path in state.owned):
-            if sha256(current.content) != state.owned[path]:
-                notes.append(f"{path} was changed after nodecfg wrote it; removed anyway (nodecfg owns it)")
-            ops.append(Operation(Action.DELETE, path, ChangeClass.HOT, kind))
-    hosts_file = read_file(paths.real(ETC_HOSTS))
+    inputs = read_uninstall_inputs(paths, state, containerd_version, force_original=force_original)
     try:
-        # No aliases: the same edit apply makes when the list is emptied (None: no block to remove).
-        stripped = edit_hosts_file(hosts_file.content.decode("utf-8"), []) if hosts_file.content else None
-    except (HostsFileError, UnicodeDecodeError) as e:
-        raise NodeError(f"{ETC_HOSTS}: {e}") from None
-    if stripped is not None:
-        mode = hosts_file.mode if hosts_file.mode is not None else 0o644
-        ops.append(Operation(Action.WRITE, ETC_HOSTS, ChangeClass.HOT, FileKind.ETC_HOSTS, stripped.encode(), mode))
-    edited = config in state.owned or config in state.originals or state.auth_hosts or bool(state.legacy)
-    current_cfg = read_file(paths.real(config))
-    if edited and current_cfg.content is not None:
-        kept, original, mode = _original(paths, state, config)
-        target = detect_target(paths, containerd_version, state).version
-        untouched_since = sha256(current_cfg.content) in (state.edited.get(config), state.owned.get(config))
-        desired: bytes | None
-        if kept and (untouched_since or force_original):
-            desired = original  # byte for byte what was there before nodecfg
-        else:
-            if kept:
-                notes.append(f"{config} was changed after nodecfg's last write: only nodecfg's edits are taken out")
-            try:
-                text = remove_nodecfg_edits(
-                    current_cfg.content.decode("utf-8"),
-                    where=config,
-                    original=original.decode("utf-8") if original is not None else None,
-                    owned_auth_hosts=state.auth_hosts,
-                    moved_legacy=bool(state.legacy),
-                    target=target,
-                )
-            except ConfigError as e:
-                raise NodeError("; ".join(e.problems) + " (--force-original restores the original file as it was)") from None
-            desired = text.encode()
-        if desired is None:
-            ops.append(Operation(Action.DELETE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG))
-        else:
-            file_mode = _config_mode(paths, target, desired, original=original, original_mode=mode, current_mode=current_cfg.mode)
-            if (desired, file_mode) != (current_cfg.content, current_cfg.mode):
-                ops.append(Operation(Action.WRITE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG, desired, file_mode))
-    # Files that point at others go first; config.toml last, as in apply.
-    ops.sort(key=lambda op: (op.kind is FileKind.CONTAINERD_CONFIG, op.action is Action.WRITE))
-    return Uninstall(Plan(tuple(ops), owned={}), state, tuple(notes))
+        plan, notes = make_uninstall_plan(inputs)
+    except UninstallError as e:
+        raise NodeError(str(e)) from None
+    return Uninstall(plan, state, notes)
 
 
 def carry_out(paths: NodePaths, u: Uninstall) -> None:

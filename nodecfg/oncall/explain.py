@@ -197,14 +197,12 @@ def _roles(entries: tuple[HostEntry, ...]) -> list[str]:
     return ["upstream" if e.implicit else ("server" if e.is_server else "mirror") for e in entries]
 
 
-def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
-    """Replay containerd's choice of hosts directory and endpoints for `ref` on `view`."""
-    settings = view.registry
+def _choose_dir(ref: ImageRef, view: NodeView, warnings: list[str]) -> tuple[list[Candidate], HostsDir | None]:
+    """The directories containerd looks for, in order, and the one it uses (the first that exists)."""
     target = view.target.version
-    warnings: list[str] = list(settings.problems)
     candidates: list[Candidate] = []
     chosen: HostsDir | None = None
-    for root in settings.roots:
+    for root in view.registry.roots:
         for name in candidate_dirs(ref.registry):
             path = posixpath.join(root, name)
             exists = path in view.dirs
@@ -220,74 +218,98 @@ def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
         for c in later:
             why = "a per-registry directory shadows _default" if c.path.endswith(f"/{names.DEFAULT_DIR}") else "shadowed"
             warnings.append(f"{c.path} exists but is not used for {ref.registry}: {chosen.path} comes first ({why})")
-    upstream = default_upstream_entry(ref.registry, target)
-    source: str
-    entries: tuple[HostEntry, ...]
+    return candidates, chosen
+
+
+def _legacy_entries(ref: ImageRef, settings: RegistrySettings, upstream: HostEntry) -> tuple[tuple[HostEntry, ...], str]:
+    """Endpoints and their source when config_path is unset: config.toml's legacy mirrors, or the upstream."""
+    endpoints_raw = settings.mirrors.get(ref.registry) or settings.mirrors.get(names.WILDCARD)
+    if not endpoints_raw:
+        return (upstream,), f"containerd's default: no hosts directory ({settings.roots_note})"
+    listed = []
+    for raw in endpoints_raw:
+        # The legacy resolver uses an endpoint's path as it is, or /v2 when it has none.
+        parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+        path = parts.path.rstrip("/") or "/v2"
+        is_upstream = parts.netloc == upstream.host
+        listed.append(HostEntry(raw, parts.scheme, parts.netloc, path, ("pull", "resolve"), is_server=is_upstream, implicit=is_upstream))  # fmt: skip
+    if not any(e.host == upstream.host for e in listed):
+        listed.append(upstream)
+    key = ref.registry if ref.registry in settings.mirrors else "*"
+    return tuple(listed), f"legacy config.toml registry.mirrors.{key!r} (config_path is unset)"
+
+
+def _without_hosts_toml(
+    chosen: HostsDir, hosts_path: str, parsed: HostsFile | None, upstream: HostEntry, warnings: list[str]
+) -> tuple[tuple[HostEntry, ...], str]:
+    """Endpoints and source when the chosen directory has no usable hosts.toml: the upstream, with its *.crt CAs."""
+    entries: tuple[HostEntry, ...] = (upstream,)
+    if parsed is not None:
+        source = (
+            f"{hosts_path} is REFUSED by containerd ({'; '.join(parsed.rejected)}): it logs "
+            "'failed to decode hosts.toml' and pulls as if there were no file"
+        )
+        warnings.append(f"{hosts_path}: ignored by containerd: {'; '.join(parsed.rejected)}")
+    else:
+        source = f"{chosen.path} has no hosts.toml: containerd uses Docker's cert layout there (*.crt CAs, *.cert/*.key pairs)"
+    if chosen.cert_files:
+        upstream_ca = tuple(posixpath.join(chosen.path, f) for f in chosen.cert_files if f.endswith(".crt"))
+        entries = (HostEntry("", upstream.scheme, upstream.host, upstream.path, upstream.capabilities, ca=upstream_ca, is_server=True, implicit=True),)  # fmt: skip
+    return entries, source
+
+
+def _dir_entries(
+    chosen: HostsDir, ref: ImageRef, view: NodeView, upstream: HostEntry, warnings: list[str]
+) -> tuple[tuple[HostEntry, ...], str, str]:
+    """Endpoints, their source and an outcome caveat from the chosen hosts directory."""
+    hosts_path = posixpath.join(chosen.path, "hosts.toml")
+    parsed: HostsFile | None = None
+    if chosen.error is not None:
+        warnings.append(f"{hosts_path}: cannot be read ({chosen.error})")
+    elif chosen.hosts_toml is not None and chosen.hosts_toml.strip():
+        parsed = parse_hosts_file(chosen.hosts_toml, namespace=ref.registry, directory=chosen.path, target=view.target.version)
+    if parsed is None or parsed.rejected:
+        entries, source = _without_hosts_toml(chosen, hosts_path, parsed, upstream, warnings)
+        return entries, source, ""
+    owner = "owned by nodecfg" if chosen.owned else "not written by nodecfg"
+    warnings += parsed.notes
+    missing = [p for e in parsed.entries for p in e.files() if p in view.missing]
+    outcome_extra = ""
+    if missing:
+        outcome_extra = (
+            f" BUT every pull from {ref.registry} fails first: containerd reads "
+            f"{', '.join(missing)} on each pull and cannot ({view.missing[missing[0]]})"
+        )
+    return parsed.entries, f"{hosts_path} ({owner})", outcome_extra
+
+
+def _outcome(ref: ImageRef, endpoints: tuple[Endpoint, ...]) -> str:
+    """Which endpoint is asked first, and what follows."""
+    first = next((e for e in endpoints if e.resolves), None)
+    if first is None:
+        return f"no endpoint can resolve {ref.object!r}: the pull fails"
+    return f"{first.url} is asked first" + (
+        f"; then {', '.join(e.url for e in endpoints if e.resolves and e is not first)}"
+        if sum(e.resolves for e in endpoints) > 1
+        else "; nothing else is tried"
+    )
+
+
+def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
+    """Replay containerd's choice of hosts directory and endpoints for `ref` on `view`."""
+    settings = view.registry
+    warnings: list[str] = list(settings.problems)
+    candidates, chosen = _choose_dir(ref, view, warnings)
+    upstream = default_upstream_entry(ref.registry, view.target.version)
     outcome_extra = ""
     if not settings.roots:
-        endpoints_raw = settings.mirrors.get(ref.registry) or settings.mirrors.get(names.WILDCARD)
-        if endpoints_raw:
-            listed = []
-            for raw in endpoints_raw:
-                # The legacy resolver uses an endpoint's path as it is, or /v2 when it has none.
-                parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-                path = parts.path.rstrip("/") or "/v2"
-                is_upstream = parts.netloc == upstream.host
-                listed.append(HostEntry(raw, parts.scheme, parts.netloc, path, ("pull", "resolve"), is_server=is_upstream, implicit=is_upstream))  # fmt: skip
-            if not any(e.host == upstream.host for e in listed):
-                listed.append(upstream)
-            entries = tuple(listed)
-            key = ref.registry if ref.registry in settings.mirrors else "*"
-            source = f"legacy config.toml registry.mirrors.{key!r} (config_path is unset)"
-        else:
-            entries = (upstream,)
-            source = f"containerd's default: no hosts directory ({settings.roots_note})"
+        entries, source = _legacy_entries(ref, settings, upstream)
     elif chosen is None:
         entries = (upstream,)
         source = "containerd's default: no directory for this registry and no _default"
     else:
-        hosts_path = posixpath.join(chosen.path, "hosts.toml")
-        parsed: HostsFile | None = None
-        if chosen.error is not None:
-            warnings.append(f"{hosts_path}: cannot be read ({chosen.error})")
-        elif chosen.hosts_toml is not None and chosen.hosts_toml.strip():
-            parsed = parse_hosts_file(chosen.hosts_toml, namespace=ref.registry, directory=chosen.path, target=target)
-        if parsed is not None and not parsed.rejected:
-            entries = parsed.entries
-            owner = "owned by nodecfg" if chosen.owned else "not written by nodecfg"
-            source = f"{hosts_path} ({owner})"
-            warnings += parsed.notes
-            missing = [p for e in entries for p in e.files() if p in view.missing]
-            if missing:
-                outcome_extra = (
-                    f" BUT every pull from {ref.registry} fails first: containerd reads "
-                    f"{', '.join(missing)} on each pull and cannot ({view.missing[missing[0]]})"
-                )
-        else:
-            entries = (upstream,)
-            if parsed is not None:
-                source = (
-                    f"{hosts_path} is REFUSED by containerd ({'; '.join(parsed.rejected)}): it logs "
-                    "'failed to decode hosts.toml' and pulls as if there were no file"
-                )
-                warnings.append(f"{hosts_path}: ignored by containerd: {'; '.join(parsed.rejected)}")
-            else:
-                source = (
-                    f"{chosen.path} has no hosts.toml: containerd uses Docker's cert layout there (*.crt CAs, *.cert/*.key pairs)"
-                )
-            if chosen.cert_files:
-                upstream_ca = tuple(posixpath.join(chosen.path, f) for f in chosen.cert_files if f.endswith(".crt"))
-                entries = (HostEntry("", upstream.scheme, upstream.host, upstream.path, upstream.capabilities, ca=upstream_ca, is_server=True, implicit=True),)  # fmt: skip
+        entries, source, outcome_extra = _dir_entries(chosen, ref, view, upstream, warnings)
     endpoints = _endpoints(entries, ref, view, _roles(entries))
-    first = next((e for e in endpoints if e.resolves), None)
-    if first is None:
-        outcome = f"no endpoint can resolve {ref.object!r}: the pull fails"
-    else:
-        outcome = f"{first.url} is asked first" + (
-            f"; then {', '.join(e.url for e in endpoints if e.resolves and e is not first)}"
-            if sum(e.resolves for e in endpoints) > 1
-            else "; nothing else is tried"
-        )
     return Explanation(
         input=text,
         image=ref,
@@ -297,5 +319,5 @@ def explain(text: str, ref: ImageRef, view: NodeView) -> Explanation:
         source=source,
         endpoints=endpoints,
         warnings=tuple(warnings),
-        outcome=outcome + outcome_extra,
+        outcome=_outcome(ref, endpoints) + outcome_extra,
     )
