@@ -31,9 +31,8 @@ CASES = sorted(d.name for d in GOLDEN.iterdir() if d.is_dir())
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 # Files whose content is not compared (their path and mode are), and why.
 VOLATILE = {"var/lib/nodecfg/lock": "the last run's log line: a timestamp and a duration"}
-MODES_HEADER = (
-    "# <tree> <mode> <path>: every directory (ending in /) and file of before/ and after/.\n"
-    + "".join(f"# {p}: content not compared ({why}).\n" for p, why in VOLATILE.items())
+MODES_HEADER = "# <tree> <mode> <path>: every directory (ending in /) and file of before/ and after/.\n" + "".join(
+    f"# {p}: content not compared ({why}).\n" for p, why in VOLATILE.items()
 )
 
 # path -> (mode, content); a directory's content is None, a volatile file's is b"".
