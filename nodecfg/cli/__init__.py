@@ -1,17 +1,20 @@
-"""Command line: `nodecfg COMMAND [options]`, one `main(argv) -> int` that returns the exit code.
+"""Command line: `nodecfg COMMAND [options]`; `main(argv) -> int` parses, runs and returns the exit code.
 
-Commands (parser.py has their options; the modules named here run them):
-  diff       show what apply would change (exit 0 in sync, 1 differs, 2 error)     node_commands
-  apply      write the changes to the node                                          node_commands
-  render     write the files nodecfg would write into a directory instead          node_commands
-  validate   check the input and what it refers to; change nothing                 node_commands
-  convert    print a k3s/RKE2, .dockerconfigjson, auth.json or rules input as ours  node_commands
-  run        the daemon: follow the input, restart containerd safely for cold ones daemon_commands
-  status     what the daemon did last (from the state dir)                         daemon_commands
-  explain    where containerd on this node will pull an image from, and why        oncall_commands
-  images     the node's images as an image-sync images.json mapping to a mirror    oncall_commands
-  doctor     check containerd, its registry config, hosts.toml files and endpoints  oncall_commands
-  uninstall  take nodecfg off the node, restoring what it replaced                 node_commands
+The commands, by the module that runs them (parser.py holds their options and help texts):
+  node_commands
+    diff       show what apply would change (exit 0 in sync, 1 differs, 2 error)
+    apply      write the changes to the node
+    render     write the files nodecfg would write into a directory instead of the node
+    validate   check the input and what it refers to; change nothing
+    convert    print a k3s/RKE2 registries.yaml, .dockerconfigjson, auth.json or image rules as nodecfg's input
+    uninstall  take nodecfg off the node: remove its files, restore the originals, undo its config.toml edits
+  daemon_commands
+    run        the daemon: follow the input, apply hot changes at once, restart containerd safely for cold ones
+    status     what the daemon did last (from the state dir)
+  oncall_commands
+    explain    where containerd on this node will pull an image from, and why
+    images     list the node's images (CRI) and write an image-sync images.json mapping each to a mirror
+    doctor     check containerd, its registry config, every hosts.toml and every registry endpoint
 """
 
 from __future__ import annotations
