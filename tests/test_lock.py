@@ -61,6 +61,21 @@ def test_a_holder_that_names_nobody_is_looked_at_again_before_failing(tmp_path: 
         assert "second" in second.holder()
 
 
+def test_the_refusal_names_the_holder_it_saw_even_if_that_holder_lets_go_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is read once: a holder wiping its name as it lets go must not turn into "held by unknown"."""
+    fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    reads = iter(["pid 4242 on node-a (apply, since 2026-12-02T06:00:00Z)"])
+    monkeypatch.setattr(StateLock, "_named_holder", lambda self: next(reads, None))  # then the name is gone
+    try:
+        with pytest.raises(LockHeld, match=r"held by pid 4242 on node-a \(apply"), StateLock(str(tmp_path), "second"):
+            pass
+    finally:
+        os.close(fd)
+
+
 def test_a_lock_file_removed_under_a_waiter_is_not_trusted(tmp_path: Path) -> None:
     """uninstall removes the state dir, lock files included, while an `apply --wait` queues behind it."""
     state = tmp_path / "state"

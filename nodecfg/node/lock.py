@@ -86,8 +86,8 @@ class StateLock:
         """Who holds the lock, as written by the holder ("unknown" if unreadable)."""
         return self._named_holder() or "unknown"
 
-    def _held(self, why: str, cls: type[LockHeld] = LockHeld) -> LockHeld:
-        return cls(f"{self.path} is held by {self.holder()} {why}")
+    def _held(self, why: str, cls: type[LockHeld] = LockHeld, *, holder: str | None = None) -> LockHeld:
+        return cls(f"{self.path} is held by {holder or self.holder()} {why}")
 
     def _open(self) -> int:
         while True:
@@ -116,10 +116,12 @@ class StateLock:
     def _give_up_or_sleep(self, tries: int) -> None:
         w = self.wait
         if w is None:
-            if self._named_holder() is None and tries < UNNAMED_TRIES:
+            # Read the name once: a second read could meet the holder letting go (name wiped).
+            name = self._named_holder()
+            if name is None and tries < UNNAMED_TRIES:
                 time.sleep(0.01)  # a holder between flock and writing its name, or one letting go: look again
                 return
-            raise self._held("(--wait queues behind it)")
+            raise self._held("(--wait queues behind it)", holder=name)
         if w.stop():
             raise self._held("and the wait for it was stopped (SIGTERM/SIGINT)", LockWaitStopped)
         if w.deadline is not None and time.monotonic() >= w.deadline:
