@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from nodecfg.containerd.config_toml import V2_TABLE, V3_TABLE, get_path
 from nodecfg.containerd.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
 from nodecfg.node.fs import host_path
 from nodecfg.node.paths import NodePaths
@@ -208,17 +209,6 @@ class DumpCheck:
     note: str = ""
 
 
-def _dig(tree: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(tree, dict):
-            return None
-        tree = tree.get(k)
-    return tree
-
-
-V2_IMAGES_PLUGIN = "io.containerd.cri.v1.images"
-
-
 def dumped_registry_table(dumped: dict[str, Any]) -> tuple[str, ...]:
     """Where a `containerd config dump` shows the registry settings its CRI uses.
 
@@ -227,9 +217,7 @@ def dumped_registry_table(dumped: dict[str, Any]) -> tuple[str, ...]:
     (1.x drops v3 sections) and shows a version 1 file translated into `io.containerd.grpc.v1.cri`.
     So the dump itself says which table the binary that made it reads.
     """
-    if isinstance(_dig(dumped, "plugins", V2_IMAGES_PLUGIN), dict):
-        return ("plugins", V2_IMAGES_PLUGIN, "registry")
-    return ("plugins", "io.containerd.grpc.v1.cri", "registry")
+    return V3_TABLE if isinstance(get_path(dumped, V3_TABLE[:2]), dict) else V2_TABLE
 
 
 def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, auth_hosts: frozenset[str]) -> DumpCheck:
@@ -259,7 +247,7 @@ def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, 
     except tomllib.TOMLDecodeError as e:
         return DumpCheck(False, (), f"could not read containerd's config dump: {e}")
     table = dumped_registry_table(dumped)
-    registry = _dig(dumped, *table)
+    registry = get_path(dumped, table)
     if not isinstance(registry, dict):
         label = ".".join(table)
         return DumpCheck(True, (f"containerd's config dump has no {label} table: the edit would not take effect",))
@@ -268,6 +256,6 @@ def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, 
         problems.append(f"containerd would load config_path = {registry.get('config_path')!r}, not {hosts_dir!r}")
     configs = registry.get("configs") or {}
     for host in sorted(auth_hosts):
-        if not isinstance(_dig(configs, host, "auth"), dict):
+        if not isinstance(get_path(configs, (host, "auth")), dict):
             problems.append(f"containerd would not load the credentials for {host}")
     return DumpCheck(True, tuple(problems))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from nodecfg.containerd.hosts_toml import HostEntry
 from nodecfg.node.fs import read_file
-from nodecfg.node.paths import NodePaths
+from nodecfg.node.paths import ETC_HOSTS, NodePaths
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Reached:
 
 def node_hosts(paths: NodePaths) -> dict[str, str]:
     """Names the node's /etc/hosts pins (containerd resolves with the node's files, not ours)."""
-    info = read_file(paths.real("/etc/hosts"))
+    info = read_file(paths.real(ETC_HOSTS))
     out: dict[str, str] = {}
     for line in (info.content or b"").decode("utf-8", "replace").splitlines():
         fields = line.split("#", 1)[0].split()
