@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from nodecfg import __version__
 from nodecfg.node.defaults import DEFAULT_SYSTEM_BUS, DEFAULT_UNIT
@@ -25,51 +25,66 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value else default
 
 
+def _setting(
+    g: argparse._ActionsContainer,
+    flag: str,
+    what: str,
+    *,
+    env: str | None = None,
+    default: str | None = None,
+    shown: str | None = None,
+    **kw: Any,
+) -> None:
+    """An option whose default may come from the environment; the help names the variable and the default.
+
+    `shown` describes a default that is not a plain value ("detected from the node").
+    """
+    notes = [f"env {env}"] if env else []
+    if shown:
+        notes.append(f"default: {shown}")
+    elif default is not None:
+        notes.append("default %(default)s")
+    g.add_argument(
+        flag,
+        default=_env(env, default) if env else default,
+        help=what + (f" ({'; '.join(notes)})" if notes else ""),
+        **kw,
+    )
+
+
 def _input_options() -> argparse.ArgumentParser:
     """Options of every command: the input, the node's paths, the containerd release, the output."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("input and node")
-    g.add_argument(
-        "--config", default=_env("NODECFG_CONFIG", DEFAULT_CONFIG), help="input file (env NODECFG_CONFIG; default %(default)s)"
-    )
-    g.add_argument(
-        "--root",
-        default=_env("NODECFG_ROOT", _PATHS.root),
-        help="where the host's / is mounted (env NODECFG_ROOT; default %(default)s)",
-    )
-    g.add_argument(
-        "--containerd-config",
-        default=_PATHS.containerd_config,
-        help="containerd's config.toml, as a host path (default %(default)s)",
-    )
-    g.add_argument(
-        "--hosts-dir",
-        default=_PATHS.hosts_dir,
-        help="containerd's config_path for hosts.toml, as a host path (default %(default)s)",
-    )
-    g.add_argument(
-        "--state-dir",
-        default=_env("NODECFG_STATE_DIR", _PATHS.state_dir),
-        help="nodecfg's state, as a host path (default %(default)s)",
-    )
-    g.add_argument(
+    _setting(g, "--config", "input file", env="NODECFG_CONFIG", default=DEFAULT_CONFIG)
+    _setting(g, "--root", "where the host's / is mounted", env="NODECFG_ROOT", default=_PATHS.root)
+    _setting(g, "--containerd-config", "containerd's config.toml, as a host path", default=_PATHS.containerd_config)
+    _setting(g, "--hosts-dir", "containerd's config_path for hosts.toml, as a host path", default=_PATHS.hosts_dir)
+    _setting(g, "--state-dir", "nodecfg's state, as a host path", env="NODECFG_STATE_DIR", default=_PATHS.state_dir)
+    _setting(
+        g,
         "--containerd-version",
-        default=_env("NODECFG_CONTAINERD_VERSION"),
-        help="render for this containerd release (default: detected from the node)",
+        "render for this containerd release",
+        env="NODECFG_CONTAINERD_VERSION",
+        shown="detected from the node",
     )
-    g.add_argument(
+    _setting(
+        g,
         "--format",
+        "the input's format: nodecfg's registries.yaml, a k3s/RKE2 registries.yaml, a .dockerconfigjson, "
+        "an image-sync auth.json, or image-replacement rules",
+        env="NODECFG_FORMAT",
+        default="auto",
+        shown="detected",
         dest="input_format",
         choices=["auto", *FORMATS],
-        default=_env("NODECFG_FORMAT", "auto"),
-        help="the input's format: nodecfg's registries.yaml, a k3s/RKE2 registries.yaml, a .dockerconfigjson, "
-        "an image-sync auth.json, or image-replacement rules (env NODECFG_FORMAT; default: detected)",
     )
-    g.add_argument(
+    _setting(
+        g,
         "--containerd-socket",
-        default=_env("NODECFG_CONTAINERD_SOCKET", _PATHS.containerd_socket),
-        help="containerd's socket, as a host path: its release (CRI Version), health and images "
-        "(env NODECFG_CONTAINERD_SOCKET; default %(default)s)",
+        "containerd's socket, as a host path: its release (CRI Version), health and images",
+        env="NODECFG_CONTAINERD_SOCKET",
+        default=_PATHS.containerd_socket,
     )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
     return common
@@ -79,25 +94,22 @@ def _restart_options() -> argparse.ArgumentParser:
     """Options of the commands that may restart containerd (`run`, `uninstall`)."""
     restart_opts = argparse.ArgumentParser(add_help=False)
     g = restart_opts.add_argument_group("restarting containerd")
-    g.add_argument(
+    _setting(
+        g,
         "--restart-method",
+        "how to restart containerd: the host systemd over D-Bus, --restart-command, or never",
+        env="NODECFG_RESTART_METHOD",
+        default="systemd",
         choices=["systemd", "command", "none"],
-        default=_env("NODECFG_RESTART_METHOD", "systemd"),
-        help="how to restart containerd: the host systemd over D-Bus, --restart-command, or never "
-        "(env NODECFG_RESTART_METHOD; default %(default)s)",
     )
-    g.add_argument(
+    _setting(
+        g,
         "--restart-command",
-        default=_env("NODECFG_RESTART_COMMAND"),
-        help="argv for --restart-method command, shell-quoted, e.g. "
-        "'nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd' (env NODECFG_RESTART_COMMAND)",
+        "argv for --restart-method command, shell-quoted, e.g. 'nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd'",
+        env="NODECFG_RESTART_COMMAND",
     )
-    g.add_argument(
-        "--systemd-bus",
-        default=DEFAULT_SYSTEM_BUS,
-        help="the host's D-Bus system bus socket, as a host path (default %(default)s)",
-    )
-    g.add_argument("--containerd-unit", default=DEFAULT_UNIT, help="systemd unit to restart (default %(default)s)")
+    _setting(g, "--systemd-bus", "the host's D-Bus system bus socket, as a host path", default=DEFAULT_SYSTEM_BUS)
+    _setting(g, "--containerd-unit", "systemd unit to restart", default=DEFAULT_UNIT)
     return restart_opts
 
 
@@ -110,11 +122,12 @@ def _lock_options() -> argparse.ArgumentParser:
         action="store_true",
         help="queue behind another nodecfg that holds the node lock (run: another daemon) instead of exiting with 2",
     )
-    g.add_argument(
+    _setting(
+        g,
         "--wait-timeout",
-        default=_env("NODECFG_WAIT_TIMEOUT", DEFAULT_WAIT_TIMEOUT),
-        help="give up waiting after this long; 0: no limit (SIGTERM/SIGINT always end the wait) "
-        "(env NODECFG_WAIT_TIMEOUT; default %(default)s)",
+        "give up waiting after this long; 0: no limit (SIGTERM/SIGINT always end the wait)",
+        env="NODECFG_WAIT_TIMEOUT",
+        default=DEFAULT_WAIT_TIMEOUT,
     )
     return lock_opts
 
@@ -147,26 +160,24 @@ def _add_node_commands(sub: Subparsers, common: argparse.ArgumentParser, lock_op
     )
 
 
-def _add_daemon_commands(
-    sub: Subparsers, common: argparse.ArgumentParser, restart_opts: argparse.ArgumentParser, lock_opts: argparse.ArgumentParser
-) -> None:
-    """The daemon's commands: run and status."""
+def _add_daemon_commands(sub: Subparsers, writers: list[argparse.ArgumentParser]) -> None:
+    """The daemon's commands: run and status (`writers`: the option groups of the commands that write the node)."""
+    common = writers[0]
     p = sub.add_parser(
         "run",
-        parents=[common, restart_opts, lock_opts],
+        parents=writers,
         help="the daemon: follow the input, apply hot changes at once, restart containerd safely for cold ones",
     )
-    p.add_argument(
+    _setting(
+        p,
         "--node-name",
-        default=_env("NODE_NAME", socket.gethostname()),
-        help="this node's name, for the restart spread (env NODE_NAME; default: the host name)",
+        "this node's name, for the restart spread",
+        env="NODE_NAME",
+        default=socket.gethostname(),
+        shown="the host name",
     )
-    p.add_argument("--resync", default="5m", help="re-check the node this often even without changes (default %(default)s)")
-    p.add_argument(
-        "--listen",
-        default=_env("NODECFG_LISTEN", ":9808"),
-        help="address for /healthz, /readyz and /metrics, or 'none' (env NODECFG_LISTEN; default %(default)s)",
-    )
+    _setting(p, "--resync", "re-check the node this often even without changes", default="5m")
+    _setting(p, "--listen", "address for /healthz, /readyz and /metrics, or 'none'", env="NODECFG_LISTEN", default=":9808")
     sub.add_parser("status", parents=[common], help="what the daemon did last (from the state dir)")
 
 
@@ -202,13 +213,11 @@ def _add_oncall_commands(sub: Subparsers, common: argparse.ArgumentParser) -> No
     )
 
 
-def _add_uninstall(
-    sub: Subparsers, common: argparse.ArgumentParser, restart_opts: argparse.ArgumentParser, lock_opts: argparse.ArgumentParser
-) -> None:
+def _add_uninstall(sub: Subparsers, writers: list[argparse.ArgumentParser]) -> None:
     """The uninstall command, listed last."""
     p = sub.add_parser(
         "uninstall",
-        parents=[common, restart_opts, lock_opts],
+        parents=writers,
         help="take nodecfg off the node: remove its files, restore the originals it kept, undo its config.toml edits",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
@@ -234,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nodecfg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_node_commands(sub, common, lock_opts)
-    _add_daemon_commands(sub, common, restart_opts, lock_opts)
+    writers = [common, restart_opts, lock_opts]  # input, restarting containerd, the node lock
+    _add_daemon_commands(sub, writers)
     _add_oncall_commands(sub, common)
-    _add_uninstall(sub, common, restart_opts, lock_opts)
+    _add_uninstall(sub, writers)
     return parser
