@@ -180,3 +180,17 @@ def test_an_etc_hosts_without_a_block_is_not_touched() -> None:
 def test_damaged_etc_hosts_markers_are_refused() -> None:
     with pytest.raises(UninstallError, match=r"^/etc/hosts: .*markers are damaged"):
         make_uninstall_plan(inputs(current={ETC_HOSTS: CurrentFile(f"{BEGIN}\n10.0.0.5\tx\n".encode())}))
+
+
+def test_taking_edits_out_without_a_known_release_is_refused_by_name() -> None:
+    """The edits live in a table that depends on the release: with none known, uninstall says so instead of guessing."""
+    ours = edited_config(DEBIAN_CONFIG) + "# tuned by hand\n"
+    with pytest.raises(UninstallError, match=r"config.toml: the containerd release is needed"):
+        make_uninstall_plan(
+            inputs(
+                originals={CONFIG: CurrentFile(DEBIAN_CONFIG.encode(), 0o644)},
+                current={CONFIG: CurrentFile(ours.encode(), 0o600)},
+                edited={CONFIG: sha256(edited_config(DEBIAN_CONFIG).encode())},
+                target=None,
+            )
+        )

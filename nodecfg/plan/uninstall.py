@@ -139,7 +139,7 @@ def _restore_config(inputs: UninstallInputs, notes: list[str]) -> Operation | No
     if not edited or current.content is None:
         return None
     if inputs.target is None:
-        raise ValueError(f"{config}: the containerd release is needed to take nodecfg's edits out")
+        raise UninstallError(f"{config}: the containerd release is needed to take nodecfg's edits out")
     original = inputs.originals.get(config)
     desired = _desired_config(inputs, current.content, original, inputs.target, notes)
     if desired is None:
