@@ -106,8 +106,11 @@ class StateFiles:
                 os.unlink(self.path(name))
 
     def write_good(self, content: bytes) -> None:
-        """Keep the config.toml containerd runs with, to return to on a rollback."""
-        self._write(GOOD_CONFIG_FILE, content)
+        """Keep the config.toml containerd runs with, to return to on a rollback.
+
+        The state dir is not created here: the node lock the step holds lives in it.
+        """
+        atomic_write(self.path(GOOD_CONFIG_FILE), content, 0o600)
 
     def read_good(self) -> bytes | None:
         """The kept config.toml, or None."""
