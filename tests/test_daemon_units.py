@@ -251,7 +251,7 @@ def test_misspelled_secret_field_never_reaches_log_status_or_readyz(root: Path, 
     config.write_text("version: 1\ncredentials:\n  - {registry: r.example, username: u, passwordFile: /pw, Password: hunter2}\n")
     daemon = unit_daemon(root, config)
     with structlog.testing.capture_logs() as logs:
-        daemon.reconcile("start")
+        daemon.sync_input("start")
     status_text = run("status", "--root", str(root))[1]
     status_file = (root / "var/lib/nodecfg/status.json").read_text()
     everything = json.dumps(logs) + status_file + status_text + daemon.readyz().reason + daemon.metrics.render()

@@ -136,5 +136,5 @@ def test_oversized_referenced_file_is_refused(root, tmp_path):
 def test_daemon_with_a_fifo_input_reports_it_and_does_not_wedge(root, tmp_path):
     path, _ = special(tmp_path, "fifo")
     daemon = unit_daemon(root, path)
-    daemon.reconcile("start")
+    daemon.sync_input("start")
     assert daemon.readyz().reason == f"error: read {path}: a FIFO, not a regular file"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import TextIO
 
 from nodecfg.cli.common import EXIT_DIFFERS, EXIT_ERROR, EXIT_OK, paths_from, restarter_from, wait_timeout
 from nodecfg.containerd.durations import DurationError, parse_duration
-from nodecfg.node.fs import read_file
-from nodecfg.node.state import STATUS_FILE, mirror_note
+from nodecfg.node.status import DaemonStatus, read_status
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -53,39 +51,40 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the daemon's last reconcile; exit 0 when ready, 1 when not, 2 when there is no status."""
     paths = paths_from(args)
-    info = read_file(os.path.join(paths.real(paths.state_dir), STATUS_FILE))
-    if info.content is None:
+    status = read_status(paths.real(paths.state_dir))
+    if status is None:
         print(f"error: no status in {paths.state_dir}: has `nodecfg run` run on this node?", file=err)
         return EXIT_ERROR
-    status = json.loads(info.content)
     if args.output == "json":
-        json.dump(status, out, indent=2, sort_keys=True)
+        json.dump(status.to_json(), out, indent=2, sort_keys=True)
         out.write("\n")
     else:
-        last = status.get("last") or {}
-        updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.get("updated", 0)))
-        print(f"node:            {status.get('node')}  (daemon pid {status.get('pid')}, updated {updated})", file=out)
-        print(f"ready:           {'yes' if status.get('ready') else 'no'}: {status.get('reason')}", file=out)
-        print(
-            f"restart:         {'pending' if status.get('restartPending') else 'none pending'}"
-            f" (policy {status.get('restartPolicy')}, method {status.get('restartMethod')})",
-            file=out,
-        )
-        print(
-            f"last reconcile:  {last.get('result', '?')} ({last.get('trigger', '?')}, {last.get('class', '-')},"
-            f" restart {last.get('restart', '-')}, {last.get('duration_s', '?')}s)",
-            file=out,
-        )
-        for change in last.get("changed") or []:
-            print(f"  {change}", file=out)
-        if last.get("error"):
-            print(f"error:           {last['error']}", file=out)
-        for m in status.get("mirrors") or []:
-            state = "in rotation" if m.get("inRotation") else mirror_note(m)
-            print(
-                f"mirror:          {m.get('url')} ({m.get('registry')}): {state}; last probe {m.get('lastProbe') or '-'}",
-                file=out,
-            )
-        for digest, bad in sorted((status.get("badInputs") or {}).items()):
-            print(f"rolled back:     input {digest} at {bad.get('time')}: {bad.get('reason')}", file=out)
-    return EXIT_OK if status.get("ready") else EXIT_DIFFERS
+        _print_status(status, out)
+    return EXIT_OK if status.ready else EXIT_DIFFERS
+
+
+def _print_status(status: DaemonStatus, out: TextIO) -> None:
+    """`nodecfg status` for people: one line per fact, the last reconcile's changes indented."""
+    last = status.last
+    updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.updated))
+    print(f"node:            {status.node}  (daemon pid {status.pid}, updated {updated})", file=out)
+    print(f"ready:           {'yes' if status.ready else 'no'}: {status.reason}", file=out)
+    print(
+        f"restart:         {'pending' if status.restart_pending else 'none pending'}"
+        f" (policy {status.restart_policy}, method {status.restart_method})",
+        file=out,
+    )
+    print(
+        f"last reconcile:  {last.get('result', '?')} ({last.get('trigger', '?')}, {last.get('class', '-')},"
+        f" restart {last.get('restart', '-')}, {last.get('duration_s', '?')}s)",
+        file=out,
+    )
+    for change in last.get("changed") or []:
+        print(f"  {change}", file=out)
+    if last.get("error"):
+        print(f"error:           {last['error']}", file=out)
+    for m in status.mirrors:
+        state = "in rotation" if m.in_rotation else m.note()
+        print(f"mirror:          {m.url} ({m.registry}): {state}; last probe {m.last_probe or '-'}", file=out)
+    for digest, bad in sorted(status.bad_inputs.items()):
+        print(f"rolled back:     input {digest} at {bad.time}: {bad.reason}", file=out)

@@ -10,7 +10,7 @@ from typing import TextIO
 from nodecfg.cli.common import EXIT_DIFFERS, EXIT_ERROR, EXIT_OK, paths_from
 from nodecfg.containerd import names
 from nodecfg.node.fs import atomic_write
-from nodecfg.node.state import daemon_mirrors, mirror_note
+from nodecfg.node.status import daemon_mirrors
 
 
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -29,9 +29,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     view = read_node_view(paths, detect_target(paths, args.containerd_version))
     result = explain(args.image, ref, view)
     notes = [
-        n
-        for m in daemon_mirrors(paths.real(paths.state_dir))
-        if m.get("registry") in (ref.registry, names.WILDCARD) and (n := mirror_note(m))
+        n for m in daemon_mirrors(paths.real(paths.state_dir)) if m.registry in (ref.registry, names.WILDCARD) and (n := m.note())
     ]
     if args.output == "json":
         json.dump({**result.to_json(), "notes": notes}, out, indent=2)

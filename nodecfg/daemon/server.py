@@ -11,7 +11,7 @@ PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 @dataclass(frozen=True)
-class Probe:
+class ProbeAnswer:
     """An answer to a probe: ok or not, and why (one line)."""
 
     ok: bool
@@ -22,7 +22,12 @@ class Server:
     """A threaded HTTP server on `host:port` (port 0: any free port, see `.port`)."""
 
     def __init__(
-        self, host: str, port: int, healthz: Callable[[], Probe], readyz: Callable[[], Probe], metrics: Callable[[], str]
+        self,
+        host: str,
+        port: int,
+        healthz: Callable[[], ProbeAnswer],
+        readyz: Callable[[], ProbeAnswer],
+        metrics: Callable[[], str],
     ) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:

@@ -19,7 +19,7 @@ from nodecfg.containerd.versions import VersionSource
 from nodecfg.node.containerd import find_binary, started_before_config
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import host_and_port, node_hosts, reach
-from nodecfg.node.state import daemon_mirrors, mirror_note
+from nodecfg.node.status import daemon_mirrors
 from nodecfg.oncall.diagnose import (
     Check,
     Status,
@@ -256,14 +256,14 @@ def mirror_checks(paths: NodePaths) -> list[Check]:
     """The daemon's live view: every mirror its health checks keep out of rotation."""
     out = []
     for m in daemon_mirrors(paths.real(paths.state_dir)):
-        note = mirror_note(m)
+        note = m.note()
         if note:
             out.append(
                 Check(
                     "mirror.out",
                     Status.WARN,
                     note,
-                    f"last probe: {m.get('lastProbe') or '-'}",
+                    f"last probe: {m.last_probe or '-'}",
                     "pulls go to the other mirrors or the registry meanwhile; it is put back after good probes",
                 )
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +13,6 @@ from nodecfg.node.fs import NodeError, atomic_write, read_file
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-STATUS_FILE = "status.json"  # the daemon's last reconcile, read by `nodecfg status`
 
 
 @dataclass(frozen=True)
@@ -100,23 +98,3 @@ def save_state(real_state_dir: str, state: State) -> None:
 def state_bytes(state: State) -> bytes:
     """state.json content."""
     return (json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n").encode()
-
-
-def daemon_mirrors(real_state_dir: str) -> list[dict[str, Any]]:
-    """The daemon's live view of the mirrors it probes (`mirrors` in status.json), or none."""
-    info = read_file(os.path.join(real_state_dir, STATUS_FILE))
-    try:
-        data = json.loads(info.content or b"{}")
-    except ValueError:
-        return []
-    mirrors = data.get("mirrors") if isinstance(data, dict) else None
-    return [m for m in mirrors if isinstance(m, dict)] if isinstance(mirrors, list) else []
-
-
-def mirror_note(m: dict[str, Any]) -> str:
-    """'mirror X (registry Y) out of rotation since T, ...: reason' for a sick mirror, else ''."""
-    if m.get("inRotation", True):
-        return ""
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(m.get("since") or 0)))
-    where = "left out of hosts.toml" if not m.get("inHostsToml", False) else "kept in hosts.toml (nowhere else to pull from)"
-    return f"mirror {m.get('url')} ({m.get('registry')}) out of rotation since {since}, {where}: {m.get('reason')}"
