@@ -25,7 +25,8 @@ CITING_FILES = ("README.md", "CHANGELOG.md", "pyproject.toml", "Dockerfile")
 TOP_DIRS = ("nodecfg", "bench", "tests", "scripts", "docs", "systemd", "daemonset", "examples", ".ci")
 # A repository path: a top directory, then at least one path part. Placeholders (<case>, {name},
 # *.py) and paths that continue into a format string stop the match before them.
-CITED_PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w.-]+(?:/[\w.-]+)*)" % "|".join(re.escape(d) for d in TOP_DIRS))
+_TOP = "|".join(re.escape(d) for d in TOP_DIRS)
+CITED_PATH = re.compile(r"(?<![\w./-])((?:" + _TOP + r")/[\w.-]+(?:/[\w.-]+)*)")
 OUTSIDE = re.compile(r"DESIGN\.md|reference/containerd\.md|e2e-recipe\.md|STYLE\.md|\breference \d+\.\d+")
 
 
