@@ -66,7 +66,7 @@ def get_path(tree: Any, path: Path) -> Any:
 def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
     """Which table containerd reads registry settings from, for this file and release.
 
-    Decided by the `version` line and the release, as containerd decides (reference 2.1, 2.5):
+    Decided by the `version` line and the release, as containerd decides (docs/containerd.md, ## config.toml):
     version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
     `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
     Tables of another schema that hold registry settings are dead config: warn about them.
