@@ -56,7 +56,7 @@ def _timeout(value: Any) -> Duration:
 
 
 def _lower_capabilities(value: Any) -> Any:
-    # containerd compares capabilities case-insensitively (hosts.go); store them lower-case.
+    # containerd compares capabilities case-insensitively (docs/containerd.md, ## hosts.toml); store them lower-case.
     if isinstance(value, list):
         return [v.lower() if isinstance(v, str) else v for v in value]
     return value

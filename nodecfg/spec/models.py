@@ -6,7 +6,8 @@ from them (`python -m nodecfg.spec.reference`), and a test fails when that file 
 This module holds the top-level `Config` and the models that are not about one registry
 (credentials, host aliases, restarts). The per-registry models (endpoints, mirrors, their TLS and
 health checks) are in `nodecfg.spec.registry`, the validated field types in `nodecfg.spec.fields`;
-both are re-exported here, so `nodecfg.spec.models` stays the one import for the input's types.
+the names other modules use are re-exported here (`__all__`), so `nodecfg.spec.models` stays the
+one import for the input's types.
 """
 
 from __future__ import annotations

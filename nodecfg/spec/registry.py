@@ -1,7 +1,8 @@
 """How containerd reaches one registry: the registry's own endpoint, its mirrors, their TLS and headers.
 
-Each model here becomes part of one `hosts.toml` (docs/containerd.md, ## hosts.toml); the field
-descriptions are the format's documentation (`docs/config-reference.md` is generated from them).
+A registry's settings become its `hosts.toml` (docs/containerd.md, ## hosts.toml); `MirrorHealth`
+decides which mirrors stay in it. The field descriptions are the format's documentation
+(`docs/config-reference.md` is generated from them).
 """
 
 from __future__ import annotations
