@@ -1,4 +1,4 @@
-"""hosts.toml rendering, checked against reference/containerd.md and re-parsed with tomllib."""
+"""hosts.toml rendering, checked against docs/containerd.md (## hosts.toml) and re-parsed with tomllib."""
 
 from __future__ import annotations
 

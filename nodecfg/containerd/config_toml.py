@@ -12,7 +12,7 @@ from typing import Any
 
 from nodecfg.containerd import versions
 from nodecfg.containerd.errors import ConfigError
-from nodecfg.containerd.legacy import extract_legacy
+from nodecfg.containerd.legacy import Legacy, extract_legacy
 from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
 
 V1_TABLE = ("plugins", "cri", "registry")
@@ -66,7 +66,7 @@ def get_path(tree: Any, path: Path) -> Any:
 def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
     """Which table containerd reads registry settings from, for this file and release.
 
-    Decided by the `version` line and the release, as containerd decides (reference 2.1, 2.5):
+    Decided by the `version` line and the release, as containerd decides (docs/containerd.md, ## config.toml):
     version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
     `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
     Tables of another schema that hold registry settings are dead config: warn about them.
@@ -141,47 +141,52 @@ def _auth_kind(entry: Any) -> str:
     return "+".join(kinds) if kinds else "empty"
 
 
-def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
-    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
-    problems: list[str] = []
-    plain: dict[str, Any] = {}
-    if text is not None:
-        try:
-            plain = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            problems.append(f"{where}: not valid TOML, containerd will not start: {e}")
+def _parse_settings(text: str | None, where: str, problems: list[str]) -> dict[str, Any]:
+    """The parsed file, empty when it does not exist or does not parse (then said in `problems`)."""
+    if text is None:
+        return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"{where}: not valid TOML, containerd will not start: {e}")
+        return {}
+
+
+def _settings_table(plain: Mapping[str, Any], target: ContainerdTarget, where: str, problems: list[str]) -> Path:
+    """The registry table containerd reads; the v3 one, with the reason in `problems`, when none is read."""
     try:
         table, _ = registry_table(plain, target.version, where)
     except ConfigError as e:
         problems += e.problems
-        table = ("plugins", "io.containerd.cri.v1.images", "registry")
-    registry = get_path(plain, table)
-    registry = registry if isinstance(registry, Mapping) else {}
-    legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
-    problems += legacy_problems
-    raw_path = registry.get("config_path")
-    config_path = raw_path if isinstance(raw_path, str) and raw_path else None
+        return V3_TABLE
+    return table
+
+
+def _hosts_roots(
+    config_path: str | None, legacy: Legacy, target: ContainerdTarget, label: str, problems: list[str]
+) -> tuple[tuple[str, ...], str]:
+    """The hosts directories CRI consults and why; the legacy settings that stop CRI go in `problems`."""
     if config_path is not None:
-        roots = tuple(r for r in config_path.split(":") if r)
-        note = f"config_path = {config_path!r}"
         if legacy.mirrors:
             problems.append(
-                f"{where}: {table_label(table)} has both `mirrors` and `config_path`: the CRI plugin refuses to "
+                f"{label} has both `mirrors` and `config_path`: the CRI plugin refuses to "
                 'load ("`mirrors` cannot be set when `config_path` is provided"); no pulls through CRI'
             )
         if legacy.tls and target.version.major < 2:
             problems.append(
-                f"{where}: {table_label(table)} has `configs.*.tls` ({', '.join(sorted(legacy.tls))}) next to "
+                f"{label} has `configs.*.tls` ({', '.join(sorted(legacy.tls))}) next to "
                 f"`config_path`: containerd {target.version} refuses to load the CRI plugin"
             )
-    elif not legacy.mirrors and target.version >= _DEFAULT_ROOTS_FROM:
-        roots = DEFAULT_ROOTS_2_2
-        note = f"config_path unset: containerd {target.version} defaults to {':'.join(roots)}"
-    else:
-        roots = ()
-        note = "config_path unset: CRI consults no hosts directory"
-    configs = registry.get("configs")
+        return tuple(r for r in config_path.split(":") if r), f"config_path = {config_path!r}"
+    if not legacy.mirrors and target.version >= _DEFAULT_ROOTS_FROM:
+        return DEFAULT_ROOTS_2_2, f"config_path unset: containerd {target.version} defaults to {':'.join(DEFAULT_ROOTS_2_2)}"
+    return (), "config_path unset: CRI consults no hosts directory"
+
+
+def _auth_kinds(registry: Mapping[str, Any]) -> dict[str, str]:
+    """Contacted host -> which credential fields are set, from `configs` and the legacy `auths` map."""
     auth: dict[str, str] = {}
+    configs = registry.get("configs")
     if isinstance(configs, Mapping):
         for host, entry in configs.items():
             if isinstance(entry, Mapping) and "auth" in entry:
@@ -191,6 +196,21 @@ def read_registry_settings(text: str | None, target: ContainerdTarget, where: st
         for key, entry in auths.items():
             host = str(key).split("://", 1)[-1].split("/", 1)[0]
             auth.setdefault(host, _auth_kind(entry) + " (legacy registry.auths)")
+    return auth
+
+
+def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
+    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
+    problems: list[str] = []
+    plain = _parse_settings(text, where, problems)
+    table = _settings_table(plain, target, where, problems)
+    registry = get_path(plain, table)
+    registry = registry if isinstance(registry, Mapping) else {}
+    legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
+    problems += legacy_problems
+    raw_path = registry.get("config_path")
+    config_path = raw_path if isinstance(raw_path, str) and raw_path else None
+    roots, note = _hosts_roots(config_path, legacy, target, f"{where}: {table_label(table)}", problems)
     headers = registry.get("headers")
     return RegistrySettings(
         file=where,
@@ -201,7 +221,7 @@ def read_registry_settings(text: str | None, target: ContainerdTarget, where: st
         roots_note=note,
         mirrors=dict(legacy.mirrors),
         tls_hosts=tuple(sorted(legacy.tls)),
-        auth=auth,
+        auth=_auth_kinds(registry),
         header_names=tuple(sorted(headers)) if isinstance(headers, Mapping) else (),
         problems=tuple(problems),
         version=config_version(plain),

@@ -1,4 +1,4 @@
-"""Read a hosts.toml the way containerd reads it (reference/containerd.md 1.2-1.7), for any file.
+"""Read a hosts.toml the way containerd reads it (docs/containerd.md, ## hosts.toml), for any file.
 
 Pure. Used to check what nodecfg renders, and by `explain` and `doctor` to read whatever is on the
 node (owned or not): which endpoints containerd derives from the file, in which order, with which
@@ -208,7 +208,7 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
             entries.append(replace(e, is_server=True))
     else:
         # No server: the namespace's default upstream, with every capability whatever the root
-        # says, but the root's TLS settings and headers still apply (reference 1.2 quirk).
+        # says, but the root's TLS settings and headers still apply (docs/containerd.md, ## hosts.toml: no `server` line).
         base = default_upstream_entry(namespace, target) if namespace != names.WILDCARD else None
         root = _entry("x", {k: v for k, v in tree.items() if k != "capabilities"}, where="(root)", directory=directory, target=target, problems=problems)  # fmt: skip
         if base is not None and root is not None:

@@ -1,7 +1,7 @@
 """Registry names as containerd sees them, and the hosts directory each one maps to.
 
 containerd looks up `<config_path>/<namespace>/hosts.toml` where the namespace is the host[:port]
-part of the image reference, byte for byte (reference/containerd.md 1.1). So a registry key must be
+part of the image reference, byte for byte (docs/containerd.md, ## hosts.toml). So a registry key must be
 exactly what image references carry, and it becomes a directory name: anything that could climb out
 of the hosts directory is refused here, before any path is built.
 """

@@ -40,7 +40,7 @@ class ContainerdVersion:
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
-# Feature thresholds, from reference/containerd.md 1.9.
+# Feature thresholds (docs/containerd.md: ## hosts.toml, ## config.toml, ## Pulls on 2.1+: the transfer service).
 DIAL_TIMEOUT = ContainerdVersion(2, 1, 0)
 # CRI pulls go through the transfer service (unless deprecated registry settings are present).
 TRANSFER_PULL = ContainerdVersion(2, 1, 0)

@@ -12,9 +12,9 @@ from enum import Enum
 from typing import Any
 
 from nodecfg.containerd import names, versions
-from nodecfg.containerd.hosts_toml import HTTPS_FIRST, HostEntry, entries_reading_files, parse_hosts_file
+from nodecfg.containerd.hosts_toml import HTTPS_FIRST, HostEntry, HostsFile, entries_reading_files, parse_hosts_file
 from nodecfg.containerd.names import candidate_dirs
-from nodecfg.oncall.view import NodeView
+from nodecfg.oncall.view import HostsDir, NodeView
 from nodecfg.spec.secrets import is_secret_header
 
 
@@ -144,120 +144,141 @@ def secret_header_files(view: NodeView) -> dict[str, tuple[str, ...]]:
 
 def hosts_checks(view: NodeView) -> list[Check]:
     """Each directory under each config_path root: is it looked up, is its hosts.toml accepted."""
-    target = view.target.version
     out: list[Check] = []
     if not view.dirs:
         out.append(Check("hosts.none", Status.OK, "no hosts directories under config_path"))
     for path, d in sorted(view.dirs.items()):
-        name = posixpath.basename(path)
-        file = posixpath.join(path, "hosts.toml")
-        ns = names.namespace_of_dir(name)
-        if ns is None:
+        out += _dir_checks(view, path, d)
+    return out
+
+
+def _dir_checks(view: NodeView, path: str, d: HostsDir) -> list[Check]:
+    """One directory: a directory containerd never looks up says only that; else its lookup and its file."""
+    name = posixpath.basename(path)
+    ns = names.namespace_of_dir(name)
+    if ns is None:
+        return [
+            Check(
+                "hosts.unused_dir",
+                Status.WARN,
+                f"{path}: never looked up",
+                f"{name!r} is not a registry host[:port] as image references write it",
+                "rename it to the registry part of the image references (e.g. docker.io, reg.example:5000)",
+            )
+        ]
+    if name in names.DOCKER_HUB_ALIASES:
+        return [
+            Check(
+                "hosts.unused_dir",
+                Status.WARN,
+                f"{path}: never looked up",
+                "Docker Hub images are looked up under docker.io",
+                f"move it to {posixpath.join(posixpath.dirname(path), names.DOCKER_HUB)}",
+            )
+        ]
+    return [*_lookup_checks(view, path, name, ns), *_file_checks(view, path, d, ns)]
+
+
+def _lookup_checks(view: NodeView, path: str, name: str, ns: str) -> list[Check]:
+    """A `_default` the release does not read, and a `host:port` directory its `host_port_` twin hides."""
+    target = view.target.version
+    out: list[Check] = []
+    if name == names.DEFAULT_DIR and not versions.supports_default_namespace(target):
+        out.append(
+            Check(
+                "hosts.default_unsupported",
+                Status.FAIL,
+                f"{path}: containerd {target} has no _default",
+                "it arrived in 1.6.17 and 1.7.0 (containerd#8053)",
+                "upgrade containerd, or give each registry its own directory",
+            )
+        )
+    if ns != names.WILDCARD and ":" in ns and name == ns:
+        shadow = candidate_dirs(ns)[0]
+        if posixpath.join(posixpath.dirname(path), shadow) in view.dirs:
             out.append(
                 Check(
-                    "hosts.unused_dir",
+                    "hosts.shadowed",
                     Status.WARN,
-                    f"{path}: never looked up",
-                    f"{name!r} is not a registry host[:port] as image references write it",
-                    "rename it to the registry part of the image references (e.g. docker.io, reg.example:5000)",
+                    f"{path}: never used",
+                    f"{shadow} in the same directory is looked up first",
+                    "keep one of the two directories",
                 )
             )
-            continue
-        if name in names.DOCKER_HUB_ALIASES:
-            out.append(
-                Check(
-                    "hosts.unused_dir",
-                    Status.WARN,
-                    f"{path}: never looked up",
-                    "Docker Hub images are looked up under docker.io",
-                    f"move it to {posixpath.join(posixpath.dirname(path), names.DOCKER_HUB)}",
-                )
+    return out
+
+
+def _file_checks(view: NodeView, path: str, d: HostsDir, ns: str) -> list[Check]:
+    """The directory's hosts.toml: unreadable, absent or empty, refused, or used (and then how well)."""
+    file = posixpath.join(path, "hosts.toml")
+    if d.error is not None:
+        return [Check("hosts.unreadable", Status.FAIL, f"{file}: cannot be read", d.error, "fix its permissions")]
+    if d.hosts_toml is None or not d.hosts_toml.strip():
+        what = "empty hosts.toml" if d.hosts_toml is not None else "no hosts.toml"
+        return [
+            Check(
+                "hosts.docker_layout",
+                Status.WARN,
+                f"{path}: {what}",
+                f"containerd uses only Docker-style cert files here ({', '.join(d.cert_files) or 'none'}) for the registry itself",
+                "write a hosts.toml, or remove the directory",
             )
-            continue
-        if name == names.DEFAULT_DIR and not versions.supports_default_namespace(target):
-            out.append(
-                Check(
-                    "hosts.default_unsupported",
-                    Status.FAIL,
-                    f"{path}: containerd {target} has no _default",
-                    "it arrived in 1.6.17 and 1.7.0 (containerd#8053)",
-                    "upgrade containerd, or give each registry its own directory",
-                )
+        ]
+    target = view.target.version
+    parsed = parse_hosts_file(d.hosts_toml, namespace=ns, directory=path, target=target)
+    if parsed.rejected:
+        return [
+            Check(
+                "hosts.refused",
+                Status.FAIL,
+                f"{file}: containerd {target} ignores this file",
+                "; ".join(parsed.rejected),
+                "fix the file (containerd logs only 'failed to decode hosts.toml' and pulls from the registry itself)"
+                + ("; add an empty [host] table" if any("[host]" in r for r in parsed.rejected) else ""),
             )
-        if ns != names.WILDCARD and ":" in ns and name == ns:
-            shadow = candidate_dirs(ns)[0]
-            if posixpath.join(posixpath.dirname(path), shadow) in view.dirs:
-                out.append(
-                    Check(
-                        "hosts.shadowed",
-                        Status.WARN,
-                        f"{path}: never used",
-                        f"{shadow} in the same directory is looked up first",
-                        "keep one of the two directories",
-                    )
-                )
-        if d.error is not None:
-            out.append(Check("hosts.unreadable", Status.FAIL, f"{file}: cannot be read", d.error, "fix its permissions"))
-            continue
-        if d.hosts_toml is None or not d.hosts_toml.strip():
-            what = "empty hosts.toml" if d.hosts_toml is not None else "no hosts.toml"
-            out.append(
-                Check(
-                    "hosts.docker_layout",
-                    Status.WARN,
-                    f"{path}: {what}",
-                    f"containerd uses only Docker-style cert files here ({', '.join(d.cert_files) or 'none'}) for the registry itself",
-                    "write a hosts.toml, or remove the directory",
-                )
+        ]
+    out = _used_file_problems(view, path, d.hosts_toml, parsed)
+    if not out:
+        owner = "written by nodecfg" if d.owned else "not written by nodecfg"
+        what = (
+            "used for every registry without a directory of its own"
+            if ns == names.WILDCARD
+            else f"{len(parsed.entries)} endpoint(s)"
+        )
+        out.append(Check("hosts.ok", Status.OK, f"{file}: {what} ({owner})"))
+    return out
+
+
+def _used_file_problems(view: NodeView, path: str, hosts_toml: str, parsed: HostsFile) -> list[Check]:
+    """What goes wrong with a hosts.toml containerd accepts: files it cannot read, TLS on plain HTTP."""
+    target = view.target.version
+    file = posixpath.join(path, "hosts.toml")
+    out: list[Check] = []
+    reading = entries_reading_files(hosts_toml, directory=path, target=target)
+    problems = [f"{p}: {view.missing[p]}" for e in reading for p in e.files() if p in view.missing]
+    if problems:
+        out.append(
+            Check(
+                "hosts.files",
+                Status.FAIL,
+                f"{file}: every pull from this registry fails",
+                "containerd cannot use " + "; ".join(problems),
+                "restore the files, or take them out of hosts.toml",
             )
-            continue
-        parsed = parse_hosts_file(d.hosts_toml, namespace=ns, directory=path, target=target)
-        if parsed.rejected:
-            out.append(
-                Check(
-                    "hosts.refused",
-                    Status.FAIL,
-                    f"{file}: containerd {target} ignores this file",
-                    "; ".join(parsed.rejected),
-                    "fix the file (containerd logs only 'failed to decode hosts.toml' and pulls from the registry itself)"
-                    + ("; add an empty [host] table" if any("[host]" in r for r in parsed.rejected) else ""),
-                )
+        )
+    tls_on_http = [e for e in parsed.entries if e.scheme == "http" and e.has_tls_options()]
+    if tls_on_http:
+        out.append(
+            Check(
+                "hosts.http_tls",
+                Status.WARN,
+                f"{file}: TLS options on plain-HTTP endpoint(s) {', '.join(e.url for e in tls_on_http)}",
+                (
+                    f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
+                    if target >= HTTPS_FIRST
+                    else f"containerd {target} ignores them; from 1.6.25 it tries HTTPS first (containerd#11647)"
+                ),
+                "remove ca/client/skip_verify from http:// endpoints",
             )
-            continue
-        reading = entries_reading_files(d.hosts_toml, directory=path, target=target)
-        problems = [f"{p}: {view.missing[p]}" for e in reading for p in e.files() if p in view.missing]
-        if problems:
-            out.append(
-                Check(
-                    "hosts.files",
-                    Status.FAIL,
-                    f"{file}: every pull from this registry fails",
-                    "containerd cannot use " + "; ".join(problems),
-                    "restore the files, or take them out of hosts.toml",
-                )
-            )
-        tls_on_http = [e for e in parsed.entries if e.scheme == "http" and e.has_tls_options()]
-        if tls_on_http:
-            newer = target >= HTTPS_FIRST
-            out.append(
-                Check(
-                    "hosts.http_tls",
-                    Status.WARN,
-                    f"{file}: TLS options on plain-HTTP endpoint(s) {', '.join(e.url for e in tls_on_http)}",
-                    (
-                        f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
-                        if newer
-                        else f"containerd {target} ignores them; from 1.6.25 it tries HTTPS first (containerd#11647)"
-                    ),
-                    "remove ca/client/skip_verify from http:// endpoints",
-                )
-            )
-        if not problems and not tls_on_http:
-            owner = "written by nodecfg" if d.owned else "not written by nodecfg"
-            what = (
-                "used for every registry without a directory of its own"
-                if ns == names.WILDCARD
-                else f"{len(parsed.entries)} endpoint(s)"
-            )
-            out.append(Check("hosts.ok", Status.OK, f"{file}: {what} ({owner})"))
+        )
     return out

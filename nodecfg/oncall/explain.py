@@ -2,9 +2,10 @@
 
 The node layer reads what is there (config.toml, the hosts directories, which referenced files
 exist) into a `NodeView`, owned by nodecfg or not; this module replays containerd's decisions on
-it: which `config_path` root and directory are consulted (`host_port_`, `host:port`, `_default`,
-reference 1.1), what the hosts.toml yields (1.2-1.4), and which credentials apply to each endpoint
-(2.1). Nothing here says what nodecfg intends; it says what containerd will do.
+it: which `config_path` root and directory are consulted (`host_port_`, `host:port`, `_default`),
+what the hosts.toml yields (both docs/containerd.md, ## hosts.toml), and which credentials apply to
+each endpoint (## config.toml, credentials). Nothing here says what nodecfg intends; it says what
+containerd will do.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, endpoint_to_mirror
 from nodecfg.containerd.versions import ContainerdTarget, VersionSource, supports_default_namespace
 from nodecfg.render.config_edit import ConfigEdit, edit_containerd_config
-from nodecfg.render.credentials import resolve_credentials
+from nodecfg.render.credentials import ResolvedAuth, resolve_credentials
 from nodecfg.render.etc_hosts import HostsFileError, edit_hosts_file
 from nodecfg.render.files import DesiredFile, FileKind
 from nodecfg.render.hosts import MirrorEndpoint, RenderedHosts, render_hosts
@@ -23,7 +23,7 @@ from nodecfg.render.materials import Materials
 from nodecfg.spec.models import Config, Registry
 from nodecfg.spec.secrets import is_secret_header, secret_values
 
-__all__ = ["ConfigError", "Layout", "Rendered", "render"]
+__all__ = ["Layout", "Rendered", "render"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,97 @@ def _secrets(config: Config, auth_secrets: list[str], config_texts: tuple[str, .
     return frozenset(out)
 
 
+def _edit_config(
+    current_config: str | None,
+    *,
+    layout: Layout,
+    auths: Mapping[str, ResolvedAuth],
+    owned_auth_hosts: frozenset[str],
+    target: ContainerdTarget,
+    problems: list[str],
+) -> ConfigEdit:
+    """The edited config.toml; when it cannot be edited, ConfigError with every problem found so far."""
+    try:
+        return edit_containerd_config(
+            current_config or "",
+            where=layout.containerd_config,
+            hosts_dir=layout.hosts_dir,
+            auths={h: a.auth for h, a in auths.items()},
+            owned_auth_hosts=owned_auth_hosts,
+            target=target.version,
+        )
+    except ConfigError as e:
+        raise ConfigError(problems + e.problems) from None
+
+
+def _registries(config: Config, legacy: Legacy, where: str, problems: list[str], warnings: list[str]) -> dict[str, Registry]:
+    """The registries to render: the input's, plus those legacy mirrors and TLS settings moved out of config.toml."""
+    registries: dict[str, Registry] = {}
+    for key, reg in _legacy_registries(legacy, where, problems, warnings).items():
+        if key in config.registries:
+            warnings.append(f"{where}: legacy mirrors for {key} are replaced by registries.{key!r} of the input")
+        else:
+            registries[key] = reg
+    registries.update(config.registries)
+    mirror_hosts = {m.authority() for r in registries.values() for m in r.mirrors}
+    for host in sorted(legacy.tls):
+        if host not in registries and host not in mirror_hosts:
+            registries[host] = Registry()
+    return registries
+
+
+def _wildcard_warnings(registries: Mapping[str, Registry], target: ContainerdTarget) -> list[str]:
+    """What `*` does not do: on a release without `_default`, and for registries with their own entry."""
+    wildcard = registries.get(names.WILDCARD)
+    if wildcard is None:
+        return []
+    out: list[str] = []
+    if target.source is not VersionSource.ASSUMED and not supports_default_namespace(target.version):
+        out.append(f"registries.'*': {target.describe()} does not read _default (needs 1.6.17 or 1.7.0)")
+    if wildcard.mirrors:
+        for key in sorted(k for k in registries if k != names.WILDCARD):
+            out.append(
+                f"registries.{key!r}: has its own entry, so the mirrors of '*' do not apply to it "
+                "(containerd reads one hosts directory per registry)"
+            )
+    return out
+
+
+def _hosts(
+    registries: Mapping[str, Registry],
+    materials: Materials,
+    *,
+    layout: Layout,
+    target: ContainerdTarget,
+    legacy: Legacy,
+    sick: Mapping[str, frozenset[str]] | None,
+    problems: list[str],
+) -> tuple[RenderedHosts, list[DesiredFile] | None]:
+    """The hosts.toml files with sick mirrors left out, and (only when some are) the files with every mirror in."""
+    hosts = RenderedHosts([], [], [], [])
+    unrouted: list[DesiredFile] | None = None
+    try:
+        hosts = render_hosts(
+            registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls, sick=sick
+        )
+        if hosts.routed_out:
+            unrouted = render_hosts(
+                registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
+            ).files
+    except ConfigError as e:
+        problems += e.problems
+    return hosts, unrouted
+
+
+def _etc_hosts(current_etc_hosts: str | None, config: Config, layout: Layout) -> list[DesiredFile]:
+    """/etc/hosts with the input's aliases in nodecfg's block, when it is to change."""
+    try:
+        etc_hosts = edit_hosts_file(current_etc_hosts, config.hostAliases)
+    except HostsFileError as e:
+        raise ConfigError([str(e)]) from None
+    return [] if etc_hosts is None else [DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
+
+
 def render(
     config: Config,
     materials: Materials,
@@ -116,75 +207,28 @@ def render(
     auths, cred_problems, cred_warnings = resolve_credentials(config, materials)
     problems += cred_problems
     warnings += cred_warnings
-    try:
-        edit = edit_containerd_config(
-            current_config or "",
-            where=where,
-            hosts_dir=layout.hosts_dir,
-            auths={h: a.auth for h, a in auths.items()},
-            owned_auth_hosts=owned_auth_hosts,
-            target=target.version,
-        )
-    except ConfigError as e:
-        raise ConfigError(problems + e.problems) from None
+    edit = _edit_config(
+        current_config, layout=layout, auths=auths, owned_auth_hosts=owned_auth_hosts, target=target, problems=problems
+    )
     warnings += edit.warnings
     legacy = state_legacy.merged(edit.legacy)
     if edit.legacy:
         warnings.append(
             f"{where}: legacy registry settings moved to hosts.toml ({', '.join([*edit.legacy.mirrors, *edit.legacy.tls])}): containerd refuses them next to config_path"
         )
-
-    registries: dict[str, Registry] = {}
-    for key, reg in _legacy_registries(legacy, where, problems, warnings).items():
-        if key in config.registries:
-            warnings.append(f"{where}: legacy mirrors for {key} are replaced by registries.{key!r} of the input")
-        else:
-            registries[key] = reg
-    registries.update(config.registries)
-    mirror_hosts = {m.authority() for r in registries.values() for m in r.mirrors}
-    for host in sorted(legacy.tls):
-        if host not in registries and host not in mirror_hosts:
-            registries[host] = Registry()
-
-    wildcard = registries.get(names.WILDCARD)
-    if wildcard is not None:
-        if target.source is not VersionSource.ASSUMED and not supports_default_namespace(target.version):
-            warnings.append(f"registries.'*': {target.describe()} does not read _default (needs 1.6.17 or 1.7.0)")
-        if wildcard.mirrors:
-            for key in sorted(k for k in registries if k != names.WILDCARD):
-                warnings.append(
-                    f"registries.{key!r}: has its own entry, so the mirrors of '*' do not apply to it "
-                    "(containerd reads one hosts directory per registry)"
-                )
-    hosts = RenderedHosts([], [], [], [])
-    unrouted: list[DesiredFile] | None = None
-    try:
-        hosts = render_hosts(
-            registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls, sick=sick
-        )
-        if hosts.routed_out:
-            unrouted = render_hosts(
-                registries, hosts_dir=layout.hosts_dir, materials=materials, target=target.version, legacy_tls=legacy.tls
-            ).files
-    except ConfigError as e:
-        problems += e.problems
-    files = hosts.files
+    registries = _registries(config, legacy, where, problems, warnings)
+    warnings += _wildcard_warnings(registries, target)
+    hosts, unrouted = _hosts(registries, materials, layout=layout, target=target, legacy=legacy, sick=sick, problems=problems)
     warnings += hosts.warnings
     if problems:
         raise ConfigError(problems)
     config_file = DesiredFile(
         layout.containerd_config, edit.text.encode(), 0o600 if edit.holds_credentials else None, FileKind.CONTAINERD_CONFIG
     )
-    try:
-        etc_hosts = edit_hosts_file(current_etc_hosts, config.hostAliases)
-    except HostsFileError as e:
-        raise ConfigError([str(e)]) from None
-    if etc_hosts is not None:
-        files = [*files, DesiredFile(layout.etc_hosts, etc_hosts.encode(), None, FileKind.ETC_HOSTS)]
+    etc_hosts = _etc_hosts(current_etc_hosts, config, layout)
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()], (current_config or "", edit.text))
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
-    extra = [f for f in files if f.kind is FileKind.ETC_HOSTS]
-    routed = (*files, config_file)
+    routed = (*hosts.files, *etc_hosts, config_file)
     return Rendered(
         routed,
         edit,
@@ -193,5 +237,5 @@ def render(
         secrets,
         tuple(hosts.endpoints),
         tuple(hosts.routed_out),
-        routed if unrouted is None else (*unrouted, *extra, config_file),
+        routed if unrouted is None else (*unrouted, *etc_hosts, config_file),
     )

@@ -1,4 +1,4 @@
-"""Render one containerd `hosts.toml` per registry (reference/containerd.md section 1).
+"""Render one containerd `hosts.toml` per registry (docs/containerd.md, ## hosts.toml).
 
 Built as tomlkit documents, never from text templates; the result is re-parsed and checked.
 """
@@ -27,7 +27,7 @@ OWNER_MARK = "# Managed by nodecfg"
 HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
 # The files nodecfg writes in a registry's directory (mirrors prefix them with `mirror<N>-`).
 # Names ending in .pem/.cert/.key keep Docker's cert-dir loader (used when hosts.toml fails to
-# parse, reference 1.6) from treating them as `*.crt` CAs.
+# parse, docs/containerd.md, ## hosts.toml: a refused file) from treating them as `*.crt` CAs.
 HOSTS_TOML = "hosts.toml"
 CA_FILE = "ca.pem"
 CLIENT_CERT_FILE = "client.cert"
@@ -234,7 +234,7 @@ class _Renderer:
             hosts = mirrors
         else:
             # containerd always appends the namespace's upstream when `server` is missing, so the
-            # only way to never contact it is to make the last mirror the server (reference 1.4).
+            # only way to never contact it is to make the last mirror the server (docs/containerd.md, ## hosts.toml: no `server`).
             server, hosts = mirrors[-1], mirrors[:-1]
             if reg.has_tls_options() or reg.headers:
                 self.warnings.append(f"{loc}: TLS options and headers of the registry itself are unused with fallback: false")

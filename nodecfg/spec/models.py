@@ -2,309 +2,59 @@
 
 The field descriptions here are the format's documentation: `docs/config-reference.md` is generated
 from them (`python -m nodecfg.spec.reference`), and a test fails when that file is stale.
+
+This module holds the top-level `Config` and the models that are not about one registry
+(credentials, host aliases, restarts). The per-registry models (endpoints, mirrors, their TLS and
+health checks) are in `nodecfg.spec.registry`, the validated field types in `nodecfg.spec.fields`;
+the names other modules use are re-exported here (`__all__`), so `nodecfg.spec.models` stays the
+one import for the input's types.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import re
-from typing import Annotated, Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
 from nodecfg.containerd import names
-from nodecfg.containerd.durations import Duration, parse_duration
+from nodecfg.containerd.durations import parse_duration
+from nodecfg.spec.fields import (
+    ENV_REF_RE,
+    Capability,
+    CredentialHost,
+    Headers,
+    HostName,
+    IPAddress,
+    RegistryKey,
+    Strict,
+    Timeout,
+)
+from nodecfg.spec.registry import PEM_CERT_MARK, EndpointTLS, Mirror, MirrorHealth, Registry
 
-Capability = Literal["pull", "resolve", "push", "referrers"]
-ENV_REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-# An RFC 7230 token, as Go's httpguts.ValidHeaderFieldName checks it (fullmatch: `$` would let a
-# trailing newline through).
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-PEM_CERT_MARK = "-----BEGIN CERTIFICATE-----"
-
-
-def _registry_key(value: str) -> str:
-    try:
-        return names.check_registry_key(value)
-    except names.NameError_ as e:
-        raise ValueError(str(e)) from None
-
-
-def _timeout(value: Any) -> Duration:
-    if isinstance(value, Duration):  # a default, or a model built from another
-        return value
-    d = parse_duration(value)
-    if d.nanoseconds < 0:
-        # Go accepts "-5s"; as a dial timeout containerd would then fail every connection at once.
-        raise ValueError("must not be negative (it is a timeout or a delay)")
-    return d
-
-
-def _lower_capabilities(value: Any) -> Any:
-    # containerd compares capabilities case-insensitively (hosts.go); store them lower-case.
-    if isinstance(value, list):
-        return [v.lower() if isinstance(v, str) else v for v in value]
-    return value
-
-
-def _headers(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    out: dict[Any, Any] = {}
-    for k, v in value.items():
-        out[k] = [v] if isinstance(v, str) else v
-    return out
-
-
-def _header_name(name: str) -> str:
-    if not _HEADER_NAME_RE.fullmatch(name):
-        raise ValueError(
-            "not a valid HTTP header name (an RFC 7230 token: letters, digits and !#$%&'*+-.^_`|~): Go's net/http refuses every request with it"
-        )
-    return name
-
-
-def _header_value(value: str) -> str:
-    # Go's httpguts.ValidHeaderFieldValue: no control character but horizontal tab (so no CR, LF,
-    # NUL, ESC or DEL); containerd's requests with one fail. Only the character's code is shown: the
-    # value itself may be a token.
-    bad = next((c for c in value if (c < " " and c != "\t") or c == "\x7f"), None)
-    if bad is not None:
-        raise ValueError(f"header value contains control character {ord(bad):#04x}: Go's net/http refuses every request with it")
-    return value
-
-
-RegistryKey = Annotated[str, AfterValidator(_registry_key)]
-# Parsed once here; `str()` of the value is the text as written, which is what containerd reads.
-Timeout = Annotated[Duration, PlainValidator(_timeout), PlainSerializer(str, return_type=str)]
-Headers = Annotated[
-    dict[Annotated[str, AfterValidator(_header_name)], list[Annotated[str, AfterValidator(_header_value)]]],
-    BeforeValidator(_headers),
+__all__ = [
+    "ENV_REF_RE",
+    "FILE_SOURCES",
+    "PEM_CERT_MARK",
+    "Capability",
+    "Config",
+    "Credential",
+    "EndpointTLS",
+    "Headers",
+    "HostAlias",
+    "Mirror",
+    "MirrorHealth",
+    "Registry",
+    "RegistryKey",
+    "Restart",
+    "Timeout",
 ]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
-
-
-class EndpointTLS(_Strict):
-    """Settings for one endpoint: the registry itself, or one mirror."""
-
-    skipVerify: bool = Field(
-        default=False,
-        description="Do not verify the endpoint's TLS certificate chain and host name "
-        "(hosts.toml `skip_verify`). Not allowed together with plain HTTP.",
-    )
-    ca: str | None = Field(
-        default=None,
-        description="Inline PEM CA certificate(s) trusted for this endpoint, in addition to the "
-        "system roots. nodecfg writes it beside hosts.toml and points `ca` at it.",
-    )
-    caFile: str | None = Field(
-        default=None,
-        description="Path (as nodecfg sees it, e.g. a mounted Secret) of a PEM CA bundle. Its "
-        "content is copied beside hosts.toml; relative paths are relative to the input file.",
-    )
-    clientCertFile: str | None = Field(
-        default=None,
-        description="Path of a PEM client certificate for mutual TLS (it may also hold the key).",
-    )
-    clientKeyFile: str | None = Field(
-        default=None,
-        description="Path of the PEM private key for `clientCertFile`. Copied with mode 0600.",
-    )
-    headers: Headers = Field(
-        default_factory=dict,
-        description="HTTP headers sent with every request to this endpoint: a map of name to a "
-        "string or a list of strings (hosts.toml `[header]`).",
-    )
-
-    def has_tls_options(self) -> bool:
-        """True when any TLS setting is given (they make no sense on a plain-HTTP endpoint)."""
-        return bool(self.skipVerify or self.ca or self.caFile or self.clientCertFile or self.clientKeyFile)
-
-    @model_validator(mode="after")
-    def _tls_consistent(self) -> EndpointTLS:
-        if self.ca is not None and self.caFile is not None:
-            raise ValueError("set either ca or caFile, not both")
-        if self.ca is not None and PEM_CERT_MARK not in self.ca:
-            raise ValueError(f"ca must hold at least one PEM certificate ({PEM_CERT_MARK} ...)")
-        if self.clientKeyFile is not None and self.clientCertFile is None:
-            raise ValueError("clientKeyFile needs clientCertFile")
-        return self
-
-
-def _mirror_shorthand(value: Any) -> Any:
-    # `mirrors: [https://m.example]` is accepted as shorthand for `[{url: https://m.example}]`.
-    return {"url": value} if isinstance(value, str) else value
-
-
-class Mirror(EndpointTLS):
-    """A mirror, tried before the registry itself, in the order listed."""
-
-    url: str = Field(
-        description="The mirror's URL: `https://host[:port][/path]`, `http://...` for plain HTTP, "
-        "or `host[:port]` (https). containerd appends `/v2` to the path unless `overridePath`.",
-    )
-    plainHTTP: bool = Field(
-        default=False,
-        description="Talk plain HTTP to this mirror (same as writing an `http://` URL).",
-    )
-    overridePath: bool = Field(
-        default=False,
-        description="The URL path is the registry API root (Harbor or Artifactory proxy projects): "
-        "containerd does not append `/v2` (hosts.toml `override_path`).",
-    )
-    capabilities: Annotated[list[Capability], BeforeValidator(_lower_capabilities)] = Field(
-        default_factory=lambda: list[Capability](["pull", "resolve"]),
-        min_length=1,
-        description="What the mirror is used for: `pull` (fetch by digest), `resolve` (tag to "
-        "digest), `push`, `referrers` (rendered only for containerd >= 2.2).",
-    )
-    dialTimeout: Timeout | None = Field(
-        default=None,
-        description="Connect timeout such as `500ms` (hosts.toml `dial_timeout`; rendered only "
-        "for containerd >= 2.1, which is the first release that reads it).",
-    )
-
-    @model_validator(mode="after")
-    def _url_valid(self) -> Mirror:
-        url = self.url
-        if any(c in url for c in " \t\r\n\x00"):
-            raise ValueError("url must not contain whitespace or NUL")
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"url scheme must be http or https, not {parts.scheme!r}")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("url must not carry credentials; use `credentials:` with a file")
-        if parts.query or parts.fragment:
-            raise ValueError("url must not have a query or fragment")
-        try:
-            names.check_host_port(parts.netloc)
-        except names.NameError_ as e:
-            raise ValueError(f"url host {parts.netloc!r}: {e}") from None
-        if parts.scheme == "https" and "://" in url and self.plainHTTP:
-            raise ValueError("plainHTTP is true but the url says https://")
-        if len(set(self.capabilities)) != len(self.capabilities):
-            raise ValueError("capabilities are listed twice")
-        if self.is_plain_http() and self.has_tls_options():
-            raise ValueError(
-                "TLS options (skipVerify, ca, caFile, clientCertFile) cannot be set on a plain-HTTP "
-                "mirror: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)"
-            )
-        return self
-
-    def is_plain_http(self) -> bool:
-        """True when this mirror is spoken to over plain HTTP."""
-        return self.plainHTTP or self.url.startswith("http://")
-
-    def normalized_url(self) -> str:
-        """The URL with an explicit scheme and no trailing slash, as it goes into hosts.toml."""
-        url = self.url.split("://", 1)[1] if "://" in self.url else self.url
-        scheme = "http" if self.is_plain_http() else "https"
-        url = url.rstrip("/")
-        return f"{scheme}://{url}"
-
-    def authority(self) -> str:
-        """host[:port] containerd contacts for this mirror (the key for its credentials)."""
-        return urlsplit(self.normalized_url()).netloc
-
-
-class MirrorHealth(_Strict):
-    """How the daemon checks mirrors and routes pulls around sick ones.
-
-    Each mirror endpoint is probed as containerd reaches it (same URL, TLS, name resolution);
-    after `outAfter` failed probes in a row it is left out of its registry's hosts.toml, after
-    `backAfter` good ones it is put back in its place. Only hosts.toml changes: never a restart.
-    """
-
-    enabled: bool = Field(default=True, description="Probe the mirrors and route around sick ones.")
-    interval: Timeout = Field(
-        default=parse_duration("5s"), description="Time between two probes of one endpoint (jittered by up to 20 %)."
-    )
-    timeout: Timeout = Field(
-        default=parse_duration("2s"), description="A probe that has no answer by then counts as failed (a hanging mirror)."
-    )
-    outAfter: int = Field(default=2, ge=1, le=100, description="Failed probes in a row that take an endpoint out.")
-    backAfter: int = Field(default=3, ge=1, le=100, description="Good probes in a row that put it back.")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> MirrorHealth:
-        interval, timeout = self.interval.seconds, self.timeout.seconds
-        if not 0.1 <= interval <= 3600:
-            raise ValueError(f"interval must be between 100ms and 1h: {str(self.interval)!r}")
-        if not 0 < timeout <= 60:
-            raise ValueError(f"timeout must be more than 0 and at most 60s: {str(self.timeout)!r}")
-        return self
-
-
-class Registry(EndpointTLS):
-    """How containerd reaches one registry (the host part of image references), or `*`."""
-
-    mirrors: Annotated[
-        list[Mirror], BeforeValidator(lambda v: [_mirror_shorthand(x) for x in v] if isinstance(v, list) else v)
-    ] = Field(
-        default_factory=list,
-        description="Mirrors tried in order before the registry itself.",
-    )
-    fallback: bool = Field(
-        default=True,
-        description="Contact the registry itself when no mirror could serve the image. With "
-        "`false`, the last mirror becomes the hosts.toml `server` and the registry is never "
-        "contacted (omitting `server` is not enough: containerd then adds the upstream anyway).",
-    )
-    plainHTTP: bool = Field(
-        default=False,
-        description='The registry itself speaks plain HTTP (`server = "http://..."`).',
-    )
-    health: MirrorHealth | None = Field(
-        default=None, description="Mirror health checks for this registry's mirrors (default: the top-level `mirrorHealth`)."
-    )
-
-    @model_validator(mode="after")
-    def _registry_consistent(self) -> Registry:
-        if not self.fallback and not self.mirrors:
-            raise ValueError("fallback: false needs at least one mirror to pull from")
-        if self.plainHTTP and self.has_tls_options():
-            raise ValueError(
-                "TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with "
-                "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)"
-            )
-        seen: set[str] = set()
-        for m in self.mirrors:
-            u = m.normalized_url()
-            if u in seen:
-                raise ValueError(f"mirror {u!r} is listed twice")
-            seen.add(u)
-        return self
-
 
 FILE_SOURCES = ("dockerConfigJSON", "authJSON", "k3sRegistries")
 
 
-def _credential_host(value: str) -> str:
-    # The rule only: a value under `credentials` is never echoed (it may be a pasted secret).
-    try:
-        names.check_host_port(value)
-    except names.NameError_:
-        raise ValueError(
-            "must be a host or host:port as containerd contacts it, such as harbor.example or 10.0.0.5:5000"
-        ) from None
-    return value
-
-
-class Credential(_Strict):
+class Credential(Strict):
     """Where credentials come from. Secrets are never written in this file."""
 
     dockerConfigJSON: str | None = Field(
@@ -322,7 +72,7 @@ class Credential(_Strict):
         default=None,
         description="Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.",
     )
-    registry: Annotated[str, AfterValidator(_credential_host)] | None = Field(
+    registry: CredentialHost | None = Field(
         default=None,
         description="The host the credentials are for, as containerd contacts it: a registry or "
         "a mirror's `host[:port]`. `docker.io` means Docker Hub (`registry-1.docker.io`).",
@@ -379,31 +129,14 @@ class Credential(_Strict):
         return names.auth_host(reg)
 
 
-def _ip(value: str) -> str:
-    ipaddress.ip_address(value)
-    return value
-
-
-def _hostname(value: str) -> str:
-    try:
-        names.check_host_port(value)
-    except names.NameError_ as e:
-        raise ValueError(str(e)) from None
-    if ":" in value:
-        raise ValueError("a host alias is a host name without a port")
-    return value
-
-
-class HostAlias(_Strict):
+class HostAlias(Strict):
     """An entry in a marked block of the node's /etc/hosts (hot: no restart; removed on uninstall)."""
 
-    ip: Annotated[str, AfterValidator(_ip)] = Field(description="IPv4 or IPv6 address.")
-    hostnames: list[Annotated[str, AfterValidator(_hostname)]] = Field(
-        min_length=1, description="Host names that resolve to `ip`."
-    )
+    ip: IPAddress = Field(description="IPv4 or IPv6 address.")
+    hostnames: list[HostName] = Field(min_length=1, description="Host names that resolve to `ip`.")
 
 
-class Restart(_Strict):
+class Restart(Strict):
     """When containerd may be restarted for changes to config.toml (the daemon acts on this)."""
 
     policy: Literal["auto", "never"] = Field(
@@ -423,7 +156,7 @@ class Restart(_Strict):
     )
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole input file."""
 
     version: Literal[1] = Field(description="Format version; must be 1.")
