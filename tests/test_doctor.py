@@ -279,3 +279,15 @@ def test_a_host_port_directory_without_hosts_toml_is_probed_as_its_registry(tmp_
     # No hosts.toml: containerd uses https://<namespace>, and the test server speaks plain HTTP.
     (c,) = [c for c in r["checks"] if c["id"].startswith("net.") and f"reg.node-only.test:{port}" in c["title"]]
     assert c["title"].startswith(f"https://reg.node-only.test:{port}/v2") and c["status"] == "fail", c
+
+
+def test_http_hosts_with_tls_options_are_judged_by_release_and_port(tmp_path):
+    """1.7.20 keeps `http://m.example` (no port) as HTTP but tries HTTPS first on :5000; 1.7.24 does both."""
+    content = '[host."http://m.example"]\nskip_verify = true\n[host."http://n.example:5000"]\nskip_verify = true\n' + STUB
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+    (some,) = by_id(doctor(node, *OFFLINE, version="1.7.20")[1], "hosts.http_tls")
+    assert "tries HTTPS first for http://n.example:5000/v2 " in some["detail"] and "m.example/" not in some["detail"]
+    (both,) = by_id(doctor(node, *OFFLINE, version="1.7.24")[1], "hosts.http_tls")
+    assert both["detail"].startswith("containerd 1.7.24 tries HTTPS first and")
+    (none,) = by_id(doctor(node, *OFFLINE, version="1.7.6")[1], "hosts.http_tls")
+    assert none["detail"].startswith("containerd 1.7.6 ignores them")

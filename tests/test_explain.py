@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from nodecfg.containerd.hosts_toml import tries_https_first
 from nodecfg.containerd.imageref import ReferenceError_, parse_reference
+from nodecfg.containerd.versions import ContainerdVersion
 from tests.conftest import run
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
@@ -311,3 +313,30 @@ def test_legacy_configs_tls_is_used_only_without_config_path(tmp_path):
     ignored = explain(make_node(tmp_path / "b", V2 + tls), "reg.example/app:1")
     assert any("is not used next to config_path" in t for t in ignored["endpoints"][0]["tls"])
     assert any("refuses to load the CRI plugin" in w for w in ignored["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("version", "host", "first"),
+    [
+        ("1.6.24", "m.example:5000", False),
+        ("1.6.25", "m.example:5000", True),
+        ("1.6.38", "m.example", False),  # 1.6: only an explicit port other than 80
+        ("1.6.38", "m.example:80", False),
+        ("1.7.6", "m.example:5000", False),  # 1.7.0-1.7.6 use the scheme as written
+        ("1.7.7", "m.example", True),  # 1.7.7: every port, 80 too
+        ("1.7.7", "m.example:80", True),
+        ("1.7.8", "m.example", False),
+        ("1.7.23", "[fd00::1]:5000", True),
+        ("1.7.24", "m.example", True),  # 1.7.24 and 2.x: any port but 80, none included
+        ("2.1.9", "m.example", True),
+        ("2.1.9", "[fd00::1]:80", False),
+        ("2.1.9", "[fd00::1]", True),
+    ],
+)
+def test_which_releases_try_https_first_for_an_http_endpoint_with_tls_options(tmp_path, version, host, first):
+    assert tries_https_first(ContainerdVersion.parse(version), host) is first
+    content = f'[host."http://{host}"]\nskip_verify = true\n'
+    r = explain(make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}}), "reg.example/a:1", version=version)
+    assert any("tries HTTPS first" in w for w in r["warnings"]) is first
+    (tls,) = [t for e in r["endpoints"] for t in e["tls"] if t.startswith("TLS options set too")]
+    assert ("tries HTTPS first" in tls) is first

@@ -178,7 +178,7 @@ def test_check_hosts_toml_flags_what_containerd_1_6_ignores():
         "host.'https://m': unknown capability 'referrers' (containerd 1.6.20 knows pull, resolve, push)"
     ]
     assert check_hosts_toml('[host."http://m"]\nskip_verify = true\n', ContainerdVersion(1, 6, 0)) == [
-        "host.'http://m': TLS options on a plain-HTTP endpoint make containerd >= 1.6.25 try HTTPS first"
+        "host.'http://m': TLS options on a plain-HTTP endpoint make containerd 1.6.25+, 1.7.7+ and 2.x try HTTPS first"
     ]
 
 

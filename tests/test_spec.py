@@ -47,7 +47,7 @@ credentials:
         '6: registries."docker.io".fallBack: unknown field (check its spelling and case): <redacted>',
         "7: registries.\"bad/../x\": must not contain '/', '\\', '..' or NUL (it names a directory): 'bad/../x'",
         '8: registries."10.0.0.5:5000": TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with '
-        "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)",
+        "plainHTTP: containerd 1.6.25+, 1.7.7+ and 2.x then try HTTPS first (containerd#11647)",
         "12: credentials[0]: password: a literal password is refused (this file is a ConfigMap anyone can read): "
         "put it in a Secret and use passwordFile, or write ${ENV_VAR}",
     ]

@@ -20,7 +20,6 @@ from nodecfg.containerd.versions import ContainerdVersion
 
 ALL_CAPABILITIES = ("pull", "resolve", "push")
 ROOT_ONLY_PARSES = ContainerdVersion(1, 7, 32)  # first 1.x that accepts a file without [host]
-HTTPS_FIRST = ContainerdVersion(1, 6, 25)  # http:// + TLS options -> HTTPS tried first (containerd#11647)
 LOOPBACK_HTTP = ContainerdVersion(1, 6, 9)  # localhost namespaces default to plain HTTP
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 # Stands for "whichever registry is pulled": the implicit upstream of a `_default` file.
@@ -215,15 +214,42 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
             entries.append(
                 replace(base, ca=root.ca, client=root.client, skip_verify=root.skip_verify, header_names=root.header_names)
             )
-    if target >= HTTPS_FIRST:
-        for e in entries:
-            if e.scheme == "http" and e.has_tls_options() and not e.host.endswith(":80"):
-                label = "server" if e.is_server else f"host.{e.key!r}"
-                notes.append(
-                    f"{label}: an http:// endpoint with TLS options: containerd {target} tries HTTPS first, "
-                    "and a failure may be reported as a TLS error (containerd#11647)"
-                )
+    for e in entries:
+        if e.scheme == "http" and e.has_tls_options() and tries_https_first(target, e.host):
+            label = "server" if e.is_server else f"host.{e.key!r}"
+            notes.append(
+                f"{label}: an http:// endpoint with TLS options: containerd {target} tries HTTPS first, "
+                "and a failure may be reported as a TLS error (containerd#11647)"
+            )
     return HostsFile(tuple(entries), tuple(problems), tuple(notes))
+
+
+def _port(host: str) -> str:
+    """The explicit port of `host[:port]` or `[v6]:port`, "" when there is none (Go's SplitHostPort)."""
+    if host.startswith("["):
+        rest = host.partition("]")[2]
+        return rest[1:] if rest.startswith(":") else ""
+    return host.rpartition(":")[2] if host.count(":") == 1 else ""
+
+
+def tries_https_first(target: ContainerdVersion, host: str) -> bool:
+    """Whether containerd `target` turns an http:// endpoint with TLS options into HTTPS, falling back to HTTP.
+
+    As containerd's hosts.go does it (containerd#11647 and the follow-ups), release by release:
+    before 1.6.25 and 1.7.0-1.7.6 never; 1.7.7 for every port; 1.6.25+ and 1.7.8-1.7.23 only for
+    an explicit port other than 80; 1.7.24+ and 2.x for any port but 80, no port included.
+    docs/containerd.md, ## hosts.toml: plain HTTP.
+    """
+    port = _port(host)
+    if (target.major, target.minor) < (1, 7):
+        return target >= versions.HTTPS_FIRST_1_6 and port not in ("", "80")
+    if target < versions.HTTPS_FIRST_1_7:
+        return False
+    if target < versions.HTTPS_FIRST_1_7_PORTED:
+        return True
+    if target < versions.HTTPS_FIRST_ANY_PORT:
+        return port not in ("", "80")
+    return port != "80"
 
 
 def entries_reading_files(text: str, *, directory: str, target: ContainerdVersion) -> tuple[HostEntry, ...]:

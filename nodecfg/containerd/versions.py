@@ -48,6 +48,12 @@ REFERRERS = ContainerdVersion(2, 2, 0)
 DEFAULT_NAMESPACE_1_6 = ContainerdVersion(1, 6, 17)
 DEFAULT_NAMESPACE_1_7 = ContainerdVersion(1, 7, 0)
 CONFIG_V3 = ContainerdVersion(2, 0, 0)
+# An http:// endpoint with TLS options is tried over HTTPS first (with a fallback to HTTP):
+# see tries_https_first in containerd/hosts_toml.py for which ports, release by release.
+HTTPS_FIRST_1_6 = ContainerdVersion(1, 6, 25)
+HTTPS_FIRST_1_7 = ContainerdVersion(1, 7, 7)
+HTTPS_FIRST_1_7_PORTED = ContainerdVersion(1, 7, 8)  # 1.7.8-1.7.23: as 1.6.25, an explicit port only
+HTTPS_FIRST_ANY_PORT = ContainerdVersion(1, 7, 24)  # and 2.x: no port counts too (only :80 stays HTTP)
 # What is assumed when nothing says: the oldest release we support, so that nothing is rendered
 # that an older containerd would reject (referrers) and nothing is promised it would ignore.
 ASSUMED = ContainerdVersion(1, 6, 0)

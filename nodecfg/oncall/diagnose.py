@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from nodecfg.containerd import names, versions
-from nodecfg.containerd.hosts_toml import HTTPS_FIRST, HostEntry, HostsFile, entries_reading_files, parse_hosts_file
+from nodecfg.containerd.hosts_toml import HostEntry, HostsFile, entries_reading_files, parse_hosts_file, tries_https_first
 from nodecfg.containerd.names import candidate_dirs
 from nodecfg.oncall.view import HostsDir, NodeView
 from nodecfg.spec.secrets import is_secret_header
@@ -100,6 +100,16 @@ def config_checks(view: NodeView, hosts_dir: str) -> list[Check]:
     else:
         out.append(Check("config.config_path", Status.OK, f"config_path = {s.config_path!r}"))
     return out
+
+
+def _https_first_detail(target: versions.ContainerdVersion, tls_on_http: list[HostEntry]) -> str:
+    """What containerd `target` does with TLS options on http:// endpoints (it depends on release and port)."""
+    first = [e.url for e in tls_on_http if tries_https_first(target, e.host)]
+    if len(first) == len(tls_on_http):
+        return f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
+    if not first:
+        return f"containerd {target} ignores them; 1.6.25+, 1.7.7+ and 2.x try HTTPS first (containerd#11647)"
+    return f"containerd {target} tries HTTPS first for {', '.join(first)} and may report a TLS error (containerd#11647)"
 
 
 def endpoints_by_dir(view: NodeView) -> dict[str, tuple[HostEntry, ...]]:
@@ -273,11 +283,7 @@ def _used_file_problems(view: NodeView, path: str, hosts_toml: str, parsed: Host
                 "hosts.http_tls",
                 Status.WARN,
                 f"{file}: TLS options on plain-HTTP endpoint(s) {', '.join(e.url for e in tls_on_http)}",
-                (
-                    f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
-                    if target >= HTTPS_FIRST
-                    else f"containerd {target} ignores them; from 1.6.25 it tries HTTPS first (containerd#11647)"
-                ),
+                _https_first_detail(target, tls_on_http),
                 "remove ca/client/skip_verify from http:// endpoints",
             )
         )

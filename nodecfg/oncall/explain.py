@@ -11,14 +11,13 @@ containerd will do.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from nodecfg.containerd import names, versions
 from nodecfg.containerd.config_toml import RegistrySettings
-from nodecfg.containerd.hosts_toml import HostEntry, HostsFile, default_upstream_entry, parse_hosts_file
+from nodecfg.containerd.hosts_toml import HostEntry, HostsFile, default_upstream_entry, parse_hosts_file, tries_https_first
 from nodecfg.containerd.imageref import ImageRef
 from nodecfg.containerd.names import candidate_dirs
 from nodecfg.oncall.view import HostsDir, NodeView
@@ -125,11 +124,16 @@ def _is_proxy(host: str, namespace: str) -> bool:
     return host != namespace and not (namespace == names.DOCKER_HUB and host == names.DOCKER_HUB_API_HOST)
 
 
-def _tls_lines(e: HostEntry, missing: Mapping[str, str], legacy_tls: str | None) -> tuple[str, ...]:
+def _tls_lines(e: HostEntry, view: NodeView, legacy_tls: str | None) -> tuple[str, ...]:
+    target, missing = view.target.version, view.missing
     if e.scheme == "http":
         out = ["plain HTTP (no TLS)"]
         if e.has_tls_options():
-            out.append("TLS options set too: containerd >= 1.6.25 tries HTTPS first (containerd#11647)")
+            out.append(
+                f"TLS options set too: containerd {target} tries HTTPS first (containerd#11647)"
+                if tries_https_first(target, e.host)
+                else f"TLS options set too: containerd {target} ignores them here (containerd#11647)"
+            )
         return tuple(out)
     out = ["HTTPS, certificate NOT verified (skip_verify)" if e.skip_verify else "HTTPS, verified against the system roots"]
     out += [f"+ CA {p}" + (f" (MISSING: {missing[p]})" if p in missing else "") for p in e.ca]
@@ -185,7 +189,7 @@ def _endpoints(entries: tuple[HostEntry, ...], ref: ImageRef, view: NodeView, ro
                 capabilities=e.capabilities,
                 resolves=resolves,
                 fetches=fetches,
-                tls=_tls_lines(e, view.missing, _legacy_tls_note(e.host, view.registry)),
+                tls=_tls_lines(e, view, _legacy_tls_note(e.host, view.registry)),
                 headers=tuple(sorted({*e.header_names, *view.registry.header_names})),
                 credentials=_credentials(e.host, ref.registry, view.registry),
                 on_failure=failure,

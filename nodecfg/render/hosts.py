@@ -273,7 +273,9 @@ def check_hosts_toml(text: str, target: ContainerdVersion) -> list[str]:
     for e in parsed.entries:
         if e.scheme == "http" and e.has_tls_options():
             where = "server" if e.is_server else f"host.{e.key!r}"
-            problems.append(f"{where}: TLS options on a plain-HTTP endpoint make containerd >= 1.6.25 try HTTPS first")
+            problems.append(
+                f"{where}: TLS options on a plain-HTTP endpoint make containerd 1.6.25+, 1.7.7+ and 2.x try HTTPS first"
+            )
     return problems
 
 

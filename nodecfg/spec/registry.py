@@ -119,7 +119,7 @@ class Mirror(EndpointTLS):
         if self.is_plain_http() and self.has_tls_options():
             raise ValueError(
                 "TLS options (skipVerify, ca, caFile, clientCertFile) cannot be set on a plain-HTTP "
-                "mirror: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)"
+                "mirror: containerd 1.6.25+, 1.7.7+ and 2.x then try HTTPS first (containerd#11647)"
             )
         return self
 
@@ -197,7 +197,7 @@ class Registry(EndpointTLS):
         if self.plainHTTP and self.has_tls_options():
             raise ValueError(
                 "TLS options (skipVerify, ca, caFile, clientCertFile) cannot be combined with "
-                "plainHTTP: containerd >= 1.6.25 then tries HTTPS first (containerd#11647)"
+                "plainHTTP: containerd 1.6.25+, 1.7.7+ and 2.x then try HTTPS first (containerd#11647)"
             )
         seen: set[str] = set()
         for m in self.mirrors:
