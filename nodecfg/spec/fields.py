@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, PlainValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator
 
 from nodecfg.containerd import names
 from nodecfg.containerd.durations import Duration, parse_duration
@@ -121,3 +121,8 @@ Capabilities = Annotated[list[Capability], BeforeValidator(_lower_capabilities)]
 CredentialHost = Annotated[str, AfterValidator(_credential_host)]
 IPAddress = Annotated[str, AfterValidator(_ip)]
 HostName = Annotated[str, AfterValidator(_hostname)]
+
+
+def optional(description: str, **extra: Any) -> Any:
+    """A field the input may leave out (None), with the description docs/config-reference.md shows."""
+    return Field(default=None, description=description, **extra)

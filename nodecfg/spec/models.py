@@ -30,6 +30,7 @@ from nodecfg.spec.fields import (
     RegistryKey,
     Strict,
     Timeout,
+    optional,
 )
 from nodecfg.spec.registry import PEM_CERT_MARK, EndpointTLS, Mirror, MirrorHealth, Registry
 
@@ -57,43 +58,27 @@ FILE_SOURCES = ("dockerConfigJSON", "authJSON", "k3sRegistries")
 class Credential(Strict):
     """Where credentials come from. Secrets are never written in this file."""
 
-    dockerConfigJSON: str | None = Field(
-        default=None,
-        description="Path of a `.dockerconfigjson` (or `.dockercfg`) file, such as a mounted "
+    dockerConfigJSON: str | None = optional(
+        "Path of a `.dockerconfigjson` (or `.dockercfg`) file, such as a mounted "
         "Kubernetes pull Secret: every registry in it gets its credentials.",
     )
-    authJSON: str | None = Field(
-        default=None,
-        description='Path of an image-sync `auth.json` (`{"<registry>[/<namespace>]": {"username": ..., '
+    authJSON: str | None = optional(
+        'Path of an image-sync `auth.json` (`{"<registry>[/<namespace>]": {"username": ..., '
         '"password": ...}}`; `${ENV}` references are expanded). containerd sends one credential per '
         "host: a host's own entry wins over its namespace entries.",
     )
-    k3sRegistries: str | None = Field(
-        default=None,
-        description="Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.",
-    )
-    registry: CredentialHost | None = Field(
-        default=None,
-        description="The host the credentials are for, as containerd contacts it: a registry or "
+    k3sRegistries: str | None = optional("Path of a k3s/RKE2 `registries.yaml`: the `configs.<host>.auth` entries are used.")
+    registry: CredentialHost | None = optional(
+        "The host the credentials are for, as containerd contacts it: a registry or "
         "a mirror's `host[:port]`. `docker.io` means Docker Hub (`registry-1.docker.io`).",
     )
-    username: str | None = Field(
-        default=None,
-        description="User name, literal or a `${ENV_VAR}` reference.",
-    )
-    usernameFile: str | None = Field(
-        default=None,
-        description="Path of a file holding the user name (e.g. a basic-auth Secret's `username`).",
-    )
-    password: str | None = Field(
-        default=None,
-        description="Only a `${ENV_VAR}` reference is accepted: a literal password is refused.",
+    username: str | None = optional("User name, literal or a `${ENV_VAR}` reference.")
+    usernameFile: str | None = optional("Path of a file holding the user name (e.g. a basic-auth Secret's `username`).")
+    password: str | None = optional(
+        "Only a `${ENV_VAR}` reference is accepted: a literal password is refused.",
         json_schema_extra={"secret": True},
     )
-    passwordFile: str | None = Field(
-        default=None,
-        description="Path of a file holding the password or token (one trailing newline is dropped).",
-    )
+    passwordFile: str | None = optional("Path of a file holding the password or token (one trailing newline is dropped).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Credential:

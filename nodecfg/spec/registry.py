@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from nodecfg.containerd import names
 from nodecfg.containerd.durations import parse_duration
-from nodecfg.spec.fields import Capabilities, Capability, Headers, Strict, Timeout, name_rule
+from nodecfg.spec.fields import Capabilities, Capability, Headers, Strict, Timeout, name_rule, optional
 
 PEM_CERT_MARK = "-----BEGIN CERTIFICATE-----"
 
@@ -27,24 +27,16 @@ class EndpointTLS(Strict):
         description="Do not verify the endpoint's TLS certificate chain and host name "
         "(hosts.toml `skip_verify`). Not allowed together with plain HTTP.",
     )
-    ca: str | None = Field(
-        default=None,
-        description="Inline PEM CA certificate(s) trusted for this endpoint, in addition to the "
+    ca: str | None = optional(
+        "Inline PEM CA certificate(s) trusted for this endpoint, in addition to the "
         "system roots. nodecfg writes it beside hosts.toml and points `ca` at it.",
     )
-    caFile: str | None = Field(
-        default=None,
-        description="Path (as nodecfg sees it, e.g. a mounted Secret) of a PEM CA bundle. Its "
+    caFile: str | None = optional(
+        "Path (as nodecfg sees it, e.g. a mounted Secret) of a PEM CA bundle. Its "
         "content is copied beside hosts.toml; relative paths are relative to the input file.",
     )
-    clientCertFile: str | None = Field(
-        default=None,
-        description="Path of a PEM client certificate for mutual TLS (it may also hold the key).",
-    )
-    clientKeyFile: str | None = Field(
-        default=None,
-        description="Path of the PEM private key for `clientCertFile`. Copied with mode 0600.",
-    )
+    clientCertFile: str | None = optional("Path of a PEM client certificate for mutual TLS (it may also hold the key).")
+    clientKeyFile: str | None = optional("Path of the PEM private key for `clientCertFile`. Copied with mode 0600.")
     headers: Headers = Field(
         default_factory=dict,
         description="HTTP headers sent with every request to this endpoint: a map of name to a "
@@ -93,9 +85,8 @@ class Mirror(EndpointTLS):
         description="What the mirror is used for: `pull` (fetch by digest), `resolve` (tag to "
         "digest), `push`, `referrers` (rendered only for containerd >= 2.2).",
     )
-    dialTimeout: Timeout | None = Field(
-        default=None,
-        description="Connect timeout such as `500ms` (hosts.toml `dial_timeout`; rendered only "
+    dialTimeout: Timeout | None = optional(
+        "Connect timeout such as `500ms` (hosts.toml `dial_timeout`; rendered only "
         "for containerd >= 2.1, which is the first release that reads it).",
     )
 
