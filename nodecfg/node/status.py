@@ -10,12 +10,44 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from nodecfg.node.fs import read_file
 
 STATUS_FILE = "status.json"  # the daemon's last reconcile, read by `nodecfg status`
+_SCALARS: dict[str, type] = {"str": str, "bool": bool, "int": int, "float": float}
+Convert = Callable[[Any], Any]
+
+
+def _camel(name: str) -> str:
+    """`fails_in_a_row` -> `failsInARow`: the key a field has in status.json."""
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def _to_json(obj: Any, special: dict[str, Convert] | None = None) -> dict[str, Any]:
+    """A dataclass as plain data under camelCase keys, in field order; `special` converts the non-scalar fields."""
+    conv = special or {}
+    return {_camel(f.name): conv.get(f.name, lambda v: v)(getattr(obj, f.name)) for f in fields(obj)}
+
+
+def _from_json(cls: Any, data: dict[str, Any], special: dict[str, Convert] | None = None) -> dict[str, Any]:
+    """The keyword arguments that rebuild `cls` from `_to_json`'s data: a missing scalar takes its default.
+
+    Booleans are made booleans; `special` reads the other fields from their raw value (None when missing).
+    """
+    conv, out = special or {}, {}
+    for f in fields(cls):
+        raw = data.get(_camel(f.name))
+        if f.name in conv:
+            out[f.name] = conv[f.name](raw)
+            continue
+        kind = _SCALARS[str(f.type)]
+        value = raw if _camel(f.name) in data else (f.default if f.default is not MISSING else kind())
+        out[f.name] = bool(value) if kind is bool else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -63,30 +95,12 @@ class MirrorStatus:
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for `mirrors` in status.json."""
-        return {
-            "registry": self.registry,
-            "url": self.url,
-            "inRotation": self.in_rotation,
-            "since": self.since,
-            "reason": self.reason,
-            "lastProbe": self.last_probe,
-            "failsInARow": self.fails_in_a_row,
-            "inHostsToml": self.in_hosts_toml,
-        }
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MirrorStatus:
         """Inverse of to_json; missing fields take their defaults."""
-        return cls(
-            registry=str(data.get("registry", "")),
-            url=str(data.get("url", "")),
-            in_rotation=bool(data.get("inRotation", True)),
-            since=data.get("since", 0.0),
-            reason=data.get("reason", ""),
-            last_probe=data.get("lastProbe", ""),
-            fails_in_a_row=data.get("failsInARow", 0),
-            in_hosts_toml=bool(data.get("inHostsToml", False)),
-        )
+        return cls(**_from_json(cls, data))
 
     def note(self) -> str:
         """'mirror X (registry Y) out of rotation since T, ...: reason' for a sick mirror, else ''."""
@@ -111,46 +125,28 @@ class DaemonStatus:
     bad_inputs: dict[str, BadInput] = field(default_factory=dict)
     mirrors: tuple[MirrorStatus, ...] = ()
     last: dict[str, Any] = field(default_factory=dict)  # the last reconcile's log event
-    updated: float = 0.0  # Unix time
+    updated: float = 0  # Unix time (0 when unknown, written as 0 as before)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for status.json."""
-        return {
-            "node": self.node,
-            "pid": self.pid,
-            "ready": self.ready,
-            "reason": self.reason,
-            "restartPending": self.restart_pending,
-            "restartPolicy": self.restart_policy,
-            "restartMethod": self.restart_method,
-            "badInputs": bad_inputs_to_json(self.bad_inputs),
-            "mirrors": [m.to_json() for m in self.mirrors],
-            "last": self.last,
-            "updated": self.updated,
-        }
+        return _to_json(self, {"bad_inputs": bad_inputs_to_json, "mirrors": lambda ms: [m.to_json() for m in ms]})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DaemonStatus:
         """Inverse of to_json; missing fields take their defaults, malformed mirrors are left out."""
-        mirrors = data.get("mirrors")
-        last = data.get("last")
-        return cls(
-            node=data.get("node", ""),
-            pid=data.get("pid", 0),
-            ready=bool(data.get("ready", False)),
-            reason=data.get("reason", ""),
-            restart_pending=bool(data.get("restartPending", False)),
-            restart_policy=data.get("restartPolicy", ""),
-            restart_method=data.get("restartMethod", ""),
-            bad_inputs=bad_inputs_from_json(data.get("badInputs")),
-            mirrors=tuple(MirrorStatus.from_json(m) for m in mirrors if isinstance(m, dict)) if isinstance(mirrors, list) else (),
-            last=last if isinstance(last, dict) else {},
-            updated=data.get("updated", 0),
-        )
+        return cls(**_from_json(cls, data, {"bad_inputs": bad_inputs_from_json, "mirrors": _mirrors, "last": _object}))
 
     def to_bytes(self) -> bytes:
         """status.json content (sorted keys, as the daemon has always written it)."""
         return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _mirrors(data: Any) -> tuple[MirrorStatus, ...]:
+    return tuple(MirrorStatus.from_json(m) for m in data if isinstance(m, dict)) if isinstance(data, list) else ()
+
+
+def _object(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {}
 
 
 def read_status(real_state_dir: str) -> DaemonStatus | None:
