@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodecfg.containerd import versions
+from nodecfg.containerd import paths, versions
 from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, extract_legacy
 from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
@@ -112,7 +112,7 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
     return chosen, warnings
 
 
-DEFAULT_ROOTS_2_2 = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
+DEFAULT_ROOTS_2_2 = (paths.HOSTS_DIR, "/etc/docker/certs.d")
 _DEFAULT_ROOTS_FROM = versions.ContainerdVersion(2, 2, 0)
 
 

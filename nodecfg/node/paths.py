@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from nodecfg.containerd import paths as containerd_paths
 from nodecfg.node.fs import host_path
+from nodecfg.render.etc_hosts import ETC_HOSTS
 
-ETC_HOSTS = "/etc/hosts"  # host path of the file `hostAliases` edits
+__all__ = ["ETC_HOSTS", "NodePaths"]  # ETC_HOSTS: host path of the file `hostAliases` edits
 
 
 @dataclass(frozen=True)
@@ -18,10 +20,10 @@ class NodePaths:
     """Where things are: `root` is where the host's / is mounted; the rest are host paths."""
 
     root: str = "/"
-    containerd_config: str = "/etc/containerd/config.toml"
-    hosts_dir: str = "/etc/containerd/certs.d"
+    containerd_config: str = containerd_paths.CONFIG_TOML
+    hosts_dir: str = containerd_paths.HOSTS_DIR
     state_dir: str = "/var/lib/nodecfg"
-    containerd_socket: str = "/run/containerd/containerd.sock"
+    containerd_socket: str = containerd_paths.SOCKET
 
     def real(self, host: str) -> str:
         """The path this process opens for host path `host`."""

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from nodecfg.containerd import names
+from nodecfg.containerd import paths as containerd_paths
 from nodecfg.containerd.config_toml import effective_target
 from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, endpoint_to_mirror
 from nodecfg.containerd.versions import ContainerdTarget, VersionSource, supports_default_namespace
 from nodecfg.render.config_edit import ConfigEdit, edit_containerd_config
 from nodecfg.render.credentials import ResolvedAuth, resolve_credentials
-from nodecfg.render.etc_hosts import HostsFileError, edit_hosts_file
+from nodecfg.render.etc_hosts import ETC_HOSTS, HostsFileError, edit_hosts_file
 from nodecfg.render.files import DesiredFile, FileKind
 from nodecfg.render.hosts import MirrorEndpoint, RenderedHosts, render_hosts
 from nodecfg.render.materials import Materials
@@ -30,9 +31,9 @@ __all__ = ["Layout", "Rendered", "render"]
 class Layout:
     """Where containerd's files are, as containerd sees them on the host."""
 
-    hosts_dir: str = "/etc/containerd/certs.d"
-    containerd_config: str = "/etc/containerd/config.toml"
-    etc_hosts: str = "/etc/hosts"
+    hosts_dir: str = containerd_paths.HOSTS_DIR
+    containerd_config: str = containerd_paths.CONFIG_TOML
+    etc_hosts: str = ETC_HOSTS
 
 
 @dataclass(frozen=True)

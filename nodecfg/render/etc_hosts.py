@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from nodecfg.spec.models import HostAlias
 
+ETC_HOSTS = "/etc/hosts"  # the node's hosts file, which containerd resolves registry names with
+
 BEGIN = "# BEGIN nodecfg hostAliases (managed by nodecfg: edits inside this block are overwritten)"
 END = "# END nodecfg hostAliases"
 
