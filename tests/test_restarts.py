@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from nodecfg.daemon import Daemon
 from nodecfg.daemon.files import BAD_INPUTS_FILE, GOOD_CONFIG_FILE, PENDING_FILE, Pending, StateFiles
 from nodecfg.daemon.restarts import Restarts
@@ -333,17 +335,38 @@ def machine_like(m: Machine) -> Machine:
 # ---------------------------------------------------------------- the state files round-trip
 
 
-def test_pending_round_trips_through_its_file_and_a_corrupt_or_missing_one_reads_as_none(tmp_path: Path) -> None:
+def test_pending_round_trips_through_its_file_and_a_damaged_one_still_stands_for_a_restart(tmp_path: Path) -> None:
     files = StateFiles(str(tmp_path))
     assert files.read_pending() is None
     p = Pending("abcd", good_exists=False, containerd=(7, 12.5), since=99.0)
     files.write_pending(p)
     back = files.read_pending()
     assert back is not None and back.to_json() == p.to_json() and back.containerd == (7, 12.5)
-    (tmp_path / PENDING_FILE).write_text("{not json")
-    assert files.read_pending() is None
-    (tmp_path / PENDING_FILE).write_text('{"goodExists": true}')
-    assert files.read_pending() is None
+    for damaged in ("{not json", '{"goodExists": true}', "[1, 2]"):
+        (tmp_path / PENDING_FILE).write_text(damaged)
+        unknown = files.read_pending()
+        assert unknown is not None and unknown.containerd is None and unknown.input_hash == ""
+        assert unknown.good_exists is False  # no good-config.toml beside it
+    (tmp_path / GOOD_CONFIG_FILE).write_bytes(GOOD)
+    again = files.read_pending()
+    assert again is not None and again.good_exists is True
+
+
+@pytest.mark.parametrize(("written", "restarted_with", "config_after"), [(NEW, [NEW], NEW), (BROKEN, [BROKEN, GOOD], GOOD)])
+def test_a_damaged_pending_file_is_finished_not_forgotten(
+    tmp_path: Path, written: bytes, restarted_with: list[bytes], config_after: bytes
+) -> None:
+    """The restart it stood for happens at the next start, and an unhealthy result still rolls back."""
+    m = machine(tmp_path)
+    m.cold_write(written, "aaaa")
+    (m.state / PENDING_FILE).write_text('{"inputHash": "aaaa"}')  # damaged: goodExists is gone
+    fresh = machine_like(m)
+    fresh.restarts.load()
+    assert fresh.restarts.schedule() == "scheduled"
+    fresh.restarts.restart_now()
+    assert fresh.restarter.calls == restarted_with
+    assert fresh.config.read_bytes() == config_after
+    assert fresh.pending_on_disk() is None
 
 
 def test_bad_inputs_round_trip_and_a_corrupt_file_reads_as_none(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 Each is on disk before the step it protects is taken (docs/daemon.md, "Crash safety"), so the next
 start can finish or undo that step. This module is the only code that reads or writes them. A
-missing file is the empty case; a corrupt one is logged and read as missing, as a daemon killed
-mid-write by an older release could leave it.
+missing file is the empty case; a corrupt one is logged and read as missing, except the pending
+restart (see read_pending), which is finished rather than forgotten.
 """
 
 from __future__ import annotations
@@ -85,15 +85,23 @@ class StateFiles:
             return None
 
     def read_pending(self) -> Pending | None:
-        """The restart a previous daemon left unfinished, if any."""
-        data = self._read_json(PENDING_FILE)
-        if not isinstance(data, dict):
+        """The restart a previous daemon left unfinished, if any.
+
+        A file that is there but cannot be read (not JSON, a field missing or wrong: edited by hand
+        or damaged) still says a config.toml may not be loaded yet. It is read as a restart pending
+        for an unknown input with an unknown containerd, so the restart, its health check and, if
+        need be, the rollback to good-config.toml still happen; ignoring it would leave the node
+        not ready with nothing scheduled, and the next cold change would keep an unverified file
+        as the good one.
+        """
+        info = read_file(self.path(PENDING_FILE))
+        if info.content is None:
             return None
         try:
-            return Pending.from_json(data)
-        except (KeyError, TypeError, ValueError, IndexError):
-            log.warning("state", problem=f"{PENDING_FILE} lacks a field or has a wrong one; ignored")
-            return None
+            return Pending.from_json(json.loads(info.content))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            log.error("state", problem=f"{PENDING_FILE} is damaged: finishing the restart it stands for")
+            return Pending("", os.path.exists(self.path(GOOD_CONFIG_FILE)), None)
 
     def write_pending(self, pending: Pending) -> None:
         """Record the pending restart (before the step it protects)."""
