@@ -9,7 +9,7 @@ from typing import TextIO
 
 from nodecfg.cli.common import EXIT_DIFFERS, EXIT_ERROR, EXIT_OK, paths_from, restarter_from, wait_timeout
 from nodecfg.containerd.durations import DurationError, parse_duration
-from nodecfg.node.status import DaemonStatus, read_status
+from nodecfg.node.status import DaemonStatus, read_status_object
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -51,12 +51,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the daemon's last reconcile; exit 0 when ready, 1 when not, 2 when there is no status."""
     paths = paths_from(args)
-    status = read_status(paths.real(paths.state_dir))
-    if status is None:
+    data = read_status_object(paths.real(paths.state_dir))
+    if data is None:
         print(f"error: no status in {paths.state_dir}: has `nodecfg run` run on this node?", file=err)
         return EXIT_ERROR
-    if args.output == "json":
-        json.dump(status.to_json(), out, indent=2, sort_keys=True)
+    status = DaemonStatus.from_json(data)
+    if args.output == "json":  # the file as the daemon wrote it: a newer daemon's keys kept, none made up
+        json.dump(data, out, indent=2, sort_keys=True)
         out.write("\n")
     else:
         _print_status(status, out)

@@ -149,15 +149,24 @@ def _object(data: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_status(real_state_dir: str) -> DaemonStatus | None:
-    """The daemon's status.json, or None when there is none; ValueError when it is not a JSON object."""
+def read_status_object(real_state_dir: str) -> dict[str, Any] | None:
+    """status.json as it is on disk (for `status -o json`: every key, none made up), or None when there is none.
+
+    ValueError when it is not a JSON object.
+    """
     info = read_file(os.path.join(real_state_dir, STATUS_FILE))
     if info.content is None:
         return None
     data = json.loads(info.content)
     if not isinstance(data, dict):
         raise ValueError(f"{STATUS_FILE} is not a JSON object")
-    return DaemonStatus.from_json(data)
+    return data
+
+
+def read_status(real_state_dir: str) -> DaemonStatus | None:
+    """The daemon's status.json, typed, or None when there is none; ValueError when it is not a JSON object."""
+    data = read_status_object(real_state_dir)
+    return None if data is None else DaemonStatus.from_json(data)
 
 
 def daemon_mirrors(real_state_dir: str) -> list[MirrorStatus]:
