@@ -340,3 +340,20 @@ def test_which_releases_try_https_first_for_an_http_endpoint_with_tls_options(tm
     assert any("tries HTTPS first" in w for w in r["warnings"]) is first
     (tls,) = [t for e in r["endpoints"] for t in e["tls"] if t.startswith("TLS options set too")]
     assert ("tries HTTPS first" in tls) is first
+
+
+@pytest.mark.parametrize("written", ["skip_verify = false", "ca = []"])
+def test_tls_keys_written_empty_or_false_still_count_as_tls_configured(tmp_path, written):
+    """containerd counts a written ca/client/skip_verify (its explicitTLS), whatever the value."""
+    content = f'[host."http://m.example:5000"]\n{written}\n'
+    r = explain(make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}}), "reg.example/a:1", version="1.7.20")
+    assert any("tries HTTPS first" in w for w in r["warnings"])
+
+
+def test_a_user_and_password_in_a_host_url_are_not_part_of_the_host(tmp_path):
+    """As Go's URL.Host: the credentials key and the port are the host's, and the password is never shown."""
+    content = '[host."http://u:hunter2@m.example:5000"]\nskip_verify = true\n'
+    r = explain(make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}}), "reg.example/a:1", version="1.7.20")
+    assert urls(r)[0] == "http://m.example:5000/v2"
+    assert "hunter2" not in json.dumps(r)
+    assert any("tries HTTPS first" in w for w in r["warnings"])  # the port is seen: 5000

@@ -43,6 +43,9 @@ class HostEntry:
     dial_timeout: str | None = None
     is_server: bool = False
     implicit: bool = False  # the server line is absent: containerd's default upstream
+    # ca, client or skip_verify is written, even empty or false: what containerd counts as TLS
+    # configured (its explicitTLS), which turns http:// into HTTPS first on some releases.
+    tls_written: bool = False
 
     @property
     def url(self) -> str:
@@ -50,8 +53,8 @@ class HostEntry:
         return f"{self.scheme}://{self.host}{self.path}"
 
     def has_tls_options(self) -> bool:
-        """ca, client or skip_verify is set."""
-        return bool(self.ca or self.client or self.skip_verify)
+        """ca, client or skip_verify is set, or written at all (`skip_verify = false`, `ca = []`): containerd counts both."""
+        return bool(self.ca or self.client or self.skip_verify or self.tls_written)
 
     def files(self) -> list[str]:
         """Every file this endpoint makes containerd read on each pull (a missing one fails it)."""
@@ -157,7 +160,7 @@ def _entry(
     return HostEntry(
         key,
         u.scheme,
-        u.netloc,
+        u.netloc.rpartition("@")[2],  # Go's URL.Host: without any user:password@
         path,
         caps,
         tuple(ca),
@@ -166,6 +169,7 @@ def _entry(
         tuple(sorted(headers)),
         override,
         str(dial) if dial is not None and target >= versions.DIAL_TIMEOUT else None,
+        tls_written=any(k in t for k in ("ca", "client", "skip_verify")),
     )
 
 
@@ -179,7 +183,6 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
     except tomllib.TOMLDecodeError as err:
         return HostsFile((), (f"not valid TOML: {err}",))
     problems: list[str] = []
-    notes: list[str] = []
     host_tree = tree.get("host")
     if host_tree is None:
         if target < ROOT_ONLY_PARSES:
@@ -189,7 +192,8 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
         problems.append('host must be a table of [host."<url>"] tables')
         host_tree = {}
     entries: list[HostEntry] = []
-    for key, t in host_tree.items():
+    for written, t in host_tree.items():
+        key = hide_password(written)
         where = f"host.{key!r}"
         if not isinstance(t, dict):
             problems.append(f"{where}: must be a table")
@@ -202,7 +206,7 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
         problems.append("server must be a string")
         server = None
     if server:
-        e = _entry(server, tree, where="server", directory=directory, target=target, problems=problems)
+        e = _entry(hide_password(server), tree, where="server", directory=directory, target=target, problems=problems)
         if e is not None:
             entries.append(replace(e, is_server=True))
     else:
@@ -212,16 +216,36 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
         root = _entry("x", {k: v for k, v in tree.items() if k != "capabilities"}, where="(root)", directory=directory, target=target, problems=problems)  # fmt: skip
         if base is not None and root is not None:
             entries.append(
-                replace(base, ca=root.ca, client=root.client, skip_verify=root.skip_verify, header_names=root.header_names)
+                replace(
+                    base,
+                    ca=root.ca,
+                    client=root.client,
+                    skip_verify=root.skip_verify,
+                    header_names=root.header_names,
+                    tls_written=root.tls_written,
+                )
             )
-    for e in entries:
-        if e.scheme == "http" and e.has_tls_options() and tries_https_first(target, e.host):
-            label = "server" if e.is_server else f"host.{e.key!r}"
-            notes.append(
-                f"{label}: an http:// endpoint with TLS options: containerd {target} tries HTTPS first, "
-                "and a failure may be reported as a TLS error (containerd#11647)"
-            )
-    return HostsFile(tuple(entries), tuple(problems), tuple(notes))
+    return HostsFile(tuple(entries), tuple(problems), _https_first_notes(entries, target))
+
+
+def _https_first_notes(entries: list[HostEntry], target: ContainerdVersion) -> tuple[str, ...]:
+    """A note for each http:// endpoint with TLS options that containerd `target` tries over HTTPS first."""
+    return tuple(
+        f"{'server' if e.is_server else f'host.{e.key!r}'}: an http:// endpoint with TLS options: containerd "
+        f"{target} tries HTTPS first, and a failure may be reported as a TLS error (containerd#11647)"
+        for e in entries
+        if e.scheme == "http" and e.has_tls_options() and tries_https_first(target, e.host)
+    )
+
+
+def hide_password(url: str) -> str:
+    """`url` with the password of any `user:password@` hidden: a hosts.toml key is shown in notes and problems."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:<redacted>@{host}{slash}{path}"
 
 
 def _port(host: str) -> str:
