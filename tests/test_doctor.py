@@ -290,4 +290,4 @@ def test_http_hosts_with_tls_options_are_judged_by_release_and_port(tmp_path):
     (both,) = by_id(doctor(node, *OFFLINE, version="1.7.24")[1], "hosts.http_tls")
     assert both["detail"].startswith("containerd 1.7.24 tries HTTPS first and")
     (none,) = by_id(doctor(node, *OFFLINE, version="1.7.6")[1], "hosts.http_tls")
-    assert none["detail"].startswith("containerd 1.7.6 ignores them")
+    assert none["detail"].startswith("containerd 1.7.6 keeps them on plain HTTP here")

@@ -121,7 +121,7 @@ class StateLock:
             if name is None and tries < UNNAMED_TRIES:
                 time.sleep(0.01)  # a holder between flock and writing its name, or one letting go: look again
                 return
-            raise self._held("(--wait queues behind it)", holder=name)
+            raise self._held("(--wait queues behind it)", holder=name or "unknown")
         if w.stop():
             raise self._held("and the wait for it was stopped (SIGTERM/SIGINT)", LockWaitStopped)
         if w.deadline is not None and time.monotonic() >= w.deadline:

@@ -44,8 +44,9 @@ def _from_json(cls: Any, data: dict[str, Any], special: dict[str, Convert] | Non
         if f.name in conv:
             out[f.name] = conv[f.name](raw)
             continue
-        kind = _SCALARS[str(f.type)]
-        value = raw if _camel(f.name) in data else (f.default if f.default is not MISSING else kind())
+        kind = _SCALARS.get(str(f.type))  # None: a type this helper does not know (e.g. `X | None`)
+        fallback = f.default if f.default is not MISSING else (kind() if kind is not None else None)
+        value = raw if _camel(f.name) in data else fallback
         out[f.name] = bool(value) if kind is bool else value
     return out
 

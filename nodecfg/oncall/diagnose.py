@@ -108,7 +108,10 @@ def _https_first_detail(target: versions.ContainerdVersion, tls_on_http: list[Ho
     if len(first) == len(tls_on_http):
         return f"containerd {target} tries HTTPS first and may report a TLS error (containerd#11647)"
     if not first:
-        return f"containerd {target} ignores them; 1.6.25+, 1.7.7+ and 2.x try HTTPS first (containerd#11647)"
+        return (
+            f"containerd {target} keeps them on plain HTTP here; which endpoints HTTPS is tried first for "
+            "depends on the release and the port (containerd#11647; docs/containerd.md, ## hosts.toml)"
+        )
     return f"containerd {target} tries HTTPS first for {', '.join(first)} and may report a TLS error (containerd#11647)"
 
 
