@@ -1,6 +1,7 @@
 """Where things are on the node: the host paths nodecfg reads and writes, and the root they sit under.
 
-The defaults here are the only place they are written; the CLI and the daemon take them from here.
+The CLI and the daemon take their defaults from here; containerd's own places come from
+containerd/paths, the /etc/hosts path from render/etc_hosts.
 """
 
 from __future__ import annotations
