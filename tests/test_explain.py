@@ -357,3 +357,32 @@ def test_a_user_and_password_in_a_host_url_are_not_part_of_the_host(tmp_path):
     assert urls(r)[0] == "http://m.example:5000/v2"
     assert "hunter2" not in json.dumps(r)
     assert any("tries HTTPS first" in w for w in r["warnings"])  # the port is seen: 5000
+
+
+@pytest.mark.parametrize(
+    ("version", "registry", "url", "tls"),
+    [
+        ("1.6.8", "localhost:5000", "https://localhost:5000/v2", "verified"),
+        ("1.6.20", "localhost:5000", "http://localhost:5000/v2", "plain"),  # 1.6.9-1.6.24: plain HTTP
+        ("1.6.20", "localhost", "http://localhost/v2", "plain"),
+        ("1.7.7", "127.0.0.1:5000", "http://127.0.0.1:5000/v2", "https first"),  # 1.7.7: every port
+        ("1.7.8", "localhost", "https://localhost/v2", "unverified"),  # 1.7.8+: the port decides
+        ("1.7.24", "localhost:443", "https://localhost:443/v2", "unverified"),
+        ("2.1.9", "127.0.0.2:5000", "http://127.0.0.2:5000/v2", "https first"),  # every 127.x is loopback
+        ("2.1.9", "localhost:80", "http://localhost:80/v2", "plain"),
+        ("2.1.9", "[::1]:5000", "http://[::1]:5000/v2", "https first"),
+        ("2.1.9", "reg.example:5000", "https://reg.example:5000/v2", "verified"),
+    ],
+)
+def test_a_localhost_registry_without_hosts_toml_is_reached_as_containerd_reaches_it(tmp_path, version, registry, url, tls):
+    r = explain(make_node(tmp_path), f"{registry}/app:1", version=version)
+    assert urls(r) == [url]
+    (endpoint,) = r["endpoints"]
+    shown = " | ".join(endpoint["tls"])
+    seen = {
+        "verified": "verified against the system roots" in shown,
+        "unverified": "NOT verified" in shown,
+        "https first": "tries HTTPS first" in shown,
+        "plain": shown.startswith("plain HTTP") and "tries HTTPS first" not in shown,
+    }
+    assert [k for k, v in seen.items() if v] == [tls], shown

@@ -8,6 +8,7 @@ capabilities and TLS files, and whether containerd would refuse the file altoget
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -20,8 +21,6 @@ from nodecfg.containerd.versions import ContainerdVersion
 
 ALL_CAPABILITIES = ("pull", "resolve", "push")
 ROOT_ONLY_PARSES = ContainerdVersion(1, 7, 32)  # first 1.x that accepts a file without [host]
-LOOPBACK_HTTP = ContainerdVersion(1, 6, 9)  # localhost namespaces default to plain HTTP
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 # Stands for "whichever registry is pulled": the implicit upstream of a `_default` file.
 _ANY_REGISTRY = "any-registry.invalid"
 
@@ -76,11 +75,42 @@ class HostsFile:
 
 
 def default_upstream_entry(namespace: str, target: ContainerdVersion) -> HostEntry:
-    """The endpoint containerd uses for `namespace` with no hosts.toml (or a refused one)."""
+    """The endpoint containerd uses for `namespace` with no hosts.toml (or a refused one, or no `server`)."""
     host = names.default_upstream(namespace)
-    bare = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-    scheme = "http" if bare in _LOOPBACK and target >= LOOPBACK_HTTP else "https"
-    return HostEntry("", scheme, host, "/v2", ALL_CAPABILITIES, is_server=True, implicit=True)
+    scheme, skip = _default_scheme(host, target)
+    return HostEntry("", scheme, host, "/v2", ALL_CAPABILITIES, skip_verify=skip, is_server=True, implicit=True, tls_written=skip)
+
+
+def _is_localhost(host: str) -> bool:
+    """Go's docker.IsLocalhost: `localhost` or a loopback address, the port split off when there is one."""
+    port = _port(host)
+    bare = host[: -len(port) - 1] if port else host
+    if port and bare.startswith("["):
+        bare = bare[1:-1]
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_scheme(host: str, target: ContainerdVersion) -> tuple[str, bool]:
+    """(scheme, skip_verify) containerd gives a registry's implicit upstream: HTTPS, except for localhost.
+
+    A localhost registry is plain HTTP with TLS unverified from 1.6.9. From 1.6.25, 1.7.8 and in
+    2.x the port decides: none or 443 is HTTPS, any other plain HTTP; TLS is unverified except on
+    port 80. Unverified TLS on plain HTTP then makes those releases try HTTPS first (tries_https_first).
+    """
+    if not _is_localhost(host) or target < versions.LOCALHOST_HTTP:
+        return "https", False
+    by_port = target >= (
+        versions.LOCALHOST_BY_PORT_1_6 if (target.major, target.minor) < (1, 7) else versions.LOCALHOST_BY_PORT_1_7
+    )
+    if not by_port:
+        return "http", True
+    port = _port(host)
+    return ("https" if port in ("", "443") else "http"), port != "80"
 
 
 def _strings(value: Any, what: str, problems: list[str]) -> list[str]:
@@ -220,9 +250,9 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
                     base,
                     ca=root.ca,
                     client=root.client,
-                    skip_verify=root.skip_verify,
+                    skip_verify=base.skip_verify or root.skip_verify,  # containerd sets localhost's over the root's
                     header_names=root.header_names,
-                    tls_written=root.tls_written,
+                    tls_written=base.tls_written or root.tls_written,
                 )
             )
     return HostsFile(tuple(entries), tuple(problems), _https_first_notes(entries, target))
@@ -231,11 +261,17 @@ def parse_hosts_file(text: str, *, namespace: str, directory: str, target: Conta
 def _https_first_notes(entries: list[HostEntry], target: ContainerdVersion) -> tuple[str, ...]:
     """A note for each http:// endpoint with TLS options that containerd `target` tries over HTTPS first."""
     return tuple(
-        f"{'server' if e.is_server else f'host.{e.key!r}'}: an http:// endpoint with TLS options: containerd "
+        f"{_label(e)}: an http:// endpoint with TLS options: containerd "
         f"{target} tries HTTPS first, and a failure may be reported as a TLS error (containerd#11647)"
         for e in entries
         if e.scheme == "http" and e.has_tls_options() and tries_https_first(target, e.host)
     )
+
+
+def _label(e: HostEntry) -> str:
+    if e.implicit:
+        return f"the default upstream {e.host}"
+    return "server" if e.is_server else f"host.{e.key!r}"
 
 
 def hide_password(url: str) -> str:

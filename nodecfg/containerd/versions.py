@@ -54,6 +54,11 @@ HTTPS_FIRST_1_6 = ContainerdVersion(1, 6, 25)
 HTTPS_FIRST_1_7 = ContainerdVersion(1, 7, 7)
 HTTPS_FIRST_1_7_PORTED = ContainerdVersion(1, 7, 8)  # 1.7.8-1.7.23: as 1.6.25, an explicit port only
 HTTPS_FIRST_ANY_PORT = ContainerdVersion(1, 7, 24)  # and 2.x: no port counts too (only :80 stays HTTP)
+# A localhost registry with no hosts.toml: plain HTTP (TLS unverified) from 1.6.9; from 1.6.25,
+# 1.7.8 and in 2.x its scheme depends on the port (see default_upstream_entry in hosts_toml).
+LOCALHOST_HTTP = ContainerdVersion(1, 6, 9)
+LOCALHOST_BY_PORT_1_6 = ContainerdVersion(1, 6, 25)
+LOCALHOST_BY_PORT_1_7 = ContainerdVersion(1, 7, 8)
 # What is assumed when nothing says: the oldest release we support, so that nothing is rendered
 # that an older containerd would reject (referrers) and nothing is promised it would ignore.
 ASSUMED = ContainerdVersion(1, 6, 0)
