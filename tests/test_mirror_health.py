@@ -16,6 +16,7 @@ from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, Ver
 from nodecfg.daemon.mirrors import EndpointHealth, MirrorChecker, Settings, Transition
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import Reached
+from nodecfg.node.status import MirrorStatus
 from nodecfg.render import Layout, render
 from nodecfg.render.hosts import MirrorEndpoint
 from nodecfg.render.materials import Materials
@@ -229,3 +230,10 @@ def test_a_probe_that_never_returns_fails_at_its_deadline_and_never_holds_up_the
     finally:
         checker.stop()
         never.set()
+
+
+def test_every_key_the_checker_reports_has_a_place_in_status_json() -> None:
+    """status.json's mirrors are typed (node/status.MirrorStatus): a key it did not know would be dropped silently."""
+    reported = EndpointHealth(endpoint(), Settings(True, 1.0, 1.0, 2, 3)).to_json()
+    typed = MirrorStatus.from_json({**reported, "inHostsToml": True}).to_json()
+    assert typed == {**reported, "inHostsToml": True}
