@@ -367,6 +367,7 @@ def test_a_damaged_pending_file_is_finished_not_forgotten(
     assert fresh.restarter.calls == restarted_with
     assert fresh.config.read_bytes() == config_after
     assert fresh.pending_on_disk() is None
+    assert "" not in fresh.bad_on_disk()  # an unknown input is not recorded as a bad one
 
 
 def test_bad_inputs_round_trip_and_a_corrupt_file_reads_as_none(tmp_path: Path) -> None:

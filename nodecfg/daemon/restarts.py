@@ -298,9 +298,11 @@ class Restarts:
     def rollback(self, pending: Pending, h: Health, started: float) -> None:
         """Record the input as bad, put the good config.toml back and restart containerd with it."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        # First remember the input as bad: a crash from here on must not retry it.
-        self.bad[pending.input_hash] = BadInput(when, h.describe())
-        self.files.write_bad(self.bad)
+        # First remember the input as bad: a crash from here on must not retry it. (A damaged
+        # pending file names no input: there is none to remember.)
+        if pending.input_hash:
+            self.bad[pending.input_hash] = BadInput(when, h.describe())
+            self.files.write_bad(self.bad)
         failpoint("after-bad-recorded")
         self._restore_good(pending)
         failpoint("after-good-restored")
