@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from nodecfg.containerd import names
 from nodecfg.containerd.hosts_toml import tries_https_first
 from nodecfg.containerd.imageref import ReferenceError_, parse_reference
 from nodecfg.containerd.versions import ContainerdVersion
@@ -386,3 +387,19 @@ def test_a_localhost_registry_without_hosts_toml_is_reached_as_containerd_reache
         "plain": shown.startswith("plain HTTP") and "tries HTTPS first" not in shown,
     }
     assert [k for k, v in seen.items() if v] == [tls], shown
+
+
+@pytest.mark.parametrize(
+    ("host", "split"),
+    [
+        ("m.example", ("m.example", "")),
+        ("m.example:5000", ("m.example", "5000")),
+        ("[fd00::1]:5000", ("[fd00::1]", "5000")),
+        ("[fd00::1]", ("[fd00::1]", "")),
+        ("fd00::1", ("fd00::1", "")),  # unbracketed IPv6: all host, as Go's SplitHostPort fails on it
+        ("[fd00::1", ("[fd00::1", "")),
+    ],
+)
+def test_host_and_port_are_split_as_go_splits_them(host, split):
+    """One splitter for what containerd contacts: the HTTPS-first rule, localhost and doctor's probes use it."""
+    assert names.split_host_port(host) == split

@@ -83,10 +83,9 @@ def default_upstream_entry(namespace: str, target: ContainerdVersion) -> HostEnt
 
 def _is_localhost(host: str) -> bool:
     """Go's docker.IsLocalhost: `localhost` or a loopback address, the port split off when there is one."""
-    port = _port(host)
-    bare = host[: -len(port) - 1] if port else host
-    if port and bare.startswith("["):
-        bare = bare[1:-1]
+    name, port = names.split_host_port(host)
+    # Go splits only a host with a port: a bracketed address without one stays bracketed (not loopback).
+    bare = (name[1:-1] if name.startswith("[") else name) if port else host
     if bare == "localhost":
         return True
     try:
@@ -109,7 +108,7 @@ def _default_scheme(host: str, target: ContainerdVersion) -> tuple[str, bool]:
     )
     if not by_port:
         return "http", True
-    port = _port(host)
+    port = names.split_host_port(host)[1]
     return ("https" if port in ("", "443") else "http"), port != "80"
 
 
@@ -284,14 +283,6 @@ def hide_password(url: str) -> str:
     return f"{scheme}://{userinfo.partition(':')[0]}:<redacted>@{host}{slash}{path}"
 
 
-def _port(host: str) -> str:
-    """The explicit port of `host[:port]` or `[v6]:port`, "" when there is none (Go's SplitHostPort)."""
-    if host.startswith("["):
-        rest = host.partition("]")[2]
-        return rest[1:] if rest.startswith(":") else ""
-    return host.rpartition(":")[2] if host.count(":") == 1 else ""
-
-
 def tries_https_first(target: ContainerdVersion, host: str) -> bool:
     """Whether containerd `target` turns an http:// endpoint with TLS options into HTTPS, falling back to HTTP.
 
@@ -300,7 +291,7 @@ def tries_https_first(target: ContainerdVersion, host: str) -> bool:
     an explicit port other than 80; 1.7.24+ and 2.x for any port but 80, no port included.
     docs/containerd.md, ## hosts.toml: plain HTTP.
     """
-    port = _port(host)
+    port = names.split_host_port(host)[1]
     if (target.major, target.minor) < (1, 7):
         return target >= versions.HTTPS_FIRST_1_6 and port not in ("", "80")
     if target < versions.HTTPS_FIRST_1_7:

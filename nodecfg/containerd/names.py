@@ -45,6 +45,24 @@ def _check_host(host: str) -> None:
         )
 
 
+def split_host_port(host: str) -> tuple[str, str]:
+    """`host[:port]` or `[ipv6][:port]` as (host, port), brackets kept; port "" when none is written.
+
+    As Go's net.SplitHostPort splits what containerd contacts. Nothing is validated: a bare IPv6
+    address (more than one ':' and no brackets) is all host.
+    """
+    if host.startswith("["):
+        close = host.find("]")
+        if close < 0:
+            return host, ""
+        rest = host[close + 1 :]
+        return host[: close + 1], rest[1:] if rest.startswith(":") else ""
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name, port
+    return host, ""
+
+
 def check_host_port(name: str) -> str:
     """Validate `host`, `host:port` or `[ipv6]:port`; return it unchanged.
 

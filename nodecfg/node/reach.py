@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from nodecfg.containerd.hosts_toml import HostEntry
+from nodecfg.containerd.names import split_host_port
 from nodecfg.node.fs import read_file
 from nodecfg.node.paths import ETC_HOSTS, NodePaths
 
@@ -76,7 +77,7 @@ def _resolve(host: str, port: int, pinned: dict[str, str]) -> tuple[str, str]:
 
 def host_and_port(e: HostEntry) -> tuple[str, int]:
     """The name and port an endpoint is reached at (the scheme's port when none is written)."""
-    host, _, port_text = e.host.rpartition(":") if not e.host.endswith("]") else (e.host, "", "")
+    host, port_text = split_host_port(e.host)
     if not host or not port_text.isdigit():
         host, port_text = e.host, ""
     return host, int(port_text) if port_text else (80 if e.scheme == "http" else 443)
