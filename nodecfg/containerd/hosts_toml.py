@@ -103,10 +103,7 @@ def _default_scheme(host: str, target: ContainerdVersion) -> tuple[str, bool]:
     """
     if not _is_localhost(host) or target < versions.LOCALHOST_HTTP:
         return "https", False
-    by_port = target >= (
-        versions.LOCALHOST_BY_PORT_1_6 if (target.major, target.minor) < (1, 7) else versions.LOCALHOST_BY_PORT_1_7
-    )
-    if not by_port:
+    if not versions.port_aware(target):
         return "http", True
     port = names.split_host_port(host)[1]
     return ("https" if port in ("", "443") else "http"), port != "80"
@@ -292,15 +289,9 @@ def tries_https_first(target: ContainerdVersion, host: str) -> bool:
     docs/containerd.md, ## hosts.toml: plain HTTP.
     """
     port = names.split_host_port(host)[1]
-    if (target.major, target.minor) < (1, 7):
-        return target >= versions.HTTPS_FIRST_1_6 and port not in ("", "80")
-    if target < versions.HTTPS_FIRST_1_7:
-        return False
-    if target < versions.HTTPS_FIRST_1_7_PORTED:
-        return True
-    if target < versions.HTTPS_FIRST_ANY_PORT:
-        return port not in ("", "80")
-    return port != "80"
+    if versions.port_aware(target):
+        return port != "80" and (port != "" or target >= versions.HTTPS_FIRST_ANY_PORT)
+    return target.major == 1 and target.minor == 7 and target >= versions.HTTPS_FIRST_1_7  # 1.7.7: every port
 
 
 def entries_reading_files(text: str, *, directory: str, target: ContainerdVersion) -> tuple[HostEntry, ...]:

@@ -48,17 +48,14 @@ REFERRERS = ContainerdVersion(2, 2, 0)
 DEFAULT_NAMESPACE_1_6 = ContainerdVersion(1, 6, 17)
 DEFAULT_NAMESPACE_1_7 = ContainerdVersion(1, 7, 0)
 CONFIG_V3 = ContainerdVersion(2, 0, 0)
-# An http:// endpoint with TLS options is tried over HTTPS first (with a fallback to HTTP):
-# see tries_https_first in containerd/hosts_toml.py for which ports, release by release.
-HTTPS_FIRST_1_6 = ContainerdVersion(1, 6, 25)
+# An http:// endpoint with TLS options is tried over HTTPS first, falling back to HTTP: in 1.7.7
+# for every port, then from the port-aware change on (1.6.25, 1.7.8, 2.x) by the port, which also
+# decides a localhost registry's scheme (tries_https_first, default_upstream_entry in hosts_toml).
 HTTPS_FIRST_1_7 = ContainerdVersion(1, 7, 7)
-HTTPS_FIRST_1_7_PORTED = ContainerdVersion(1, 7, 8)  # 1.7.8-1.7.23: as 1.6.25, an explicit port only
+PORT_AWARE_1_6 = ContainerdVersion(1, 6, 25)
+PORT_AWARE_1_7 = ContainerdVersion(1, 7, 8)
 HTTPS_FIRST_ANY_PORT = ContainerdVersion(1, 7, 24)  # and 2.x: no port counts too (only :80 stays HTTP)
-# A localhost registry with no hosts.toml: plain HTTP (TLS unverified) from 1.6.9; from 1.6.25,
-# 1.7.8 and in 2.x its scheme depends on the port (see default_upstream_entry in hosts_toml).
-LOCALHOST_HTTP = ContainerdVersion(1, 6, 9)
-LOCALHOST_BY_PORT_1_6 = ContainerdVersion(1, 6, 25)
-LOCALHOST_BY_PORT_1_7 = ContainerdVersion(1, 7, 8)
+LOCALHOST_HTTP = ContainerdVersion(1, 6, 9)  # a localhost registry with no hosts.toml: plain HTTP, TLS unverified
 # What is assumed when nothing says: the oldest release we support, so that nothing is rendered
 # that an older containerd would reject (referrers) and nothing is promised it would ignore.
 ASSUMED = ContainerdVersion(1, 6, 0)
@@ -69,6 +66,13 @@ def supports_default_namespace(v: ContainerdVersion) -> bool:
     if v.major == 1 and v.minor == 6:
         return v >= DEFAULT_NAMESPACE_1_6
     return v >= DEFAULT_NAMESPACE_1_7
+
+
+def port_aware(v: ContainerdVersion) -> bool:
+    """The HTTP-fallback change that looks at the port: 1.6.25 (backport), 1.7.8, and every 2.x."""
+    if v.major == 1 and v.minor == 6:
+        return v >= PORT_AWARE_1_6
+    return v >= PORT_AWARE_1_7
 
 
 @dataclass(frozen=True)
