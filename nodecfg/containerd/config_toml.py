@@ -42,13 +42,16 @@ def config_version(plain: Mapping[str, Any]) -> int:
 
 
 def effective_target(target: ContainerdTarget, text: str) -> ContainerdTarget:
-    """A version 3 config.toml means containerd >= 2.0; use that when the version was only assumed."""
+    """A version 3 config.toml means containerd >= 2.0, a version 4 one >= 2.3; use that when the version was only assumed."""
     if target.source is VersionSource.ASSUMED and text.strip():
         try:
             plain = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             return target
-        if config_version(plain) >= 3 and target.version < versions.CONFIG_V3:
+        version = config_version(plain)
+        if version >= 4 and target.version < versions.CONFIG_V4:
+            return ContainerdTarget(versions.CONFIG_V4, VersionSource.ASSUMED)
+        if version >= 3 and target.version < versions.CONFIG_V3:
             return ContainerdTarget(versions.CONFIG_V3, VersionSource.ASSUMED)
     return target
 
@@ -63,18 +66,18 @@ def get_path(tree: Any, path: Path) -> Any:
     return cur
 
 
-def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
-    """Which table containerd reads registry settings from, for this file and release.
+def highest_version(target: ContainerdVersion) -> int:
+    """The highest config.toml `version` the release reads as such (2.3+: 4; 2.0-2.2: 3; 1.x: 2)."""
+    if target >= versions.CONFIG_V4:
+        return 4
+    return 3 if target >= versions.CONFIG_V3 else 2
 
-    Decided by the `version` line and the release, as containerd decides (docs/containerd.md, ## config.toml):
-    version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses); version 2 ->
-    `io.containerd.grpc.v1.cri` (2.x migrates it); version 3 -> `io.containerd.cri.v1.images`.
-    Tables of another schema that hold registry settings are dead config: warn about them.
-    """
-    version = config_version(plain)
-    warnings: list[str] = []
-    if version >= 3:
+
+def _refuse_version(version: int, target: ContainerdVersion, where: str) -> None:
+    """ConfigError when the release does not load a file of this `version`, or drops its registry table."""
+    if version > highest_version(target):
         if target < versions.CONFIG_V3:
+            # 1.6 loads the file and ignores its v3 tables without a word; 1.7 refuses to load it.
             raise ConfigError(
                 [
                     f"{where}: version = {version} is only read by containerd >= 2.0, but the target is "
@@ -82,33 +85,78 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
                     "--containerd-version, or convert the file to version = 2)"
                 ]
             )
+        raise ConfigError(
+            [
+                f"{where}: version = {version} is only read by containerd >= {versions.CONFIG_V4}; containerd "
+                f'{target} refuses to start with it ("expected containerd config version equal to or less than '
+                f'{highest_version(target)}"); nothing was written'
+            ]
+        )
+    if version < 2 and versions.CONFIG_V3 <= target < versions.CONFIG_V4:
+        # Observed on 2.0.11 and 2.1.9: a version 1 file loads, but its CRI registry table is dropped
+        # ("Ignoring unknown key in TOML for plugin" key=registry): config_path and auth would never
+        # be read. 2.3 reads it again. Rewriting the file's version would rename every plugin: not ours.
+        raise ConfigError(
+            [
+                f"{where}: version = {version} (or no version line): containerd {target} does not read the "
+                "registry settings of such a file; convert it first (`containerd config migrate`, "
+                "or a `version = 2` file with the long plugin IDs), nothing was written"
+            ]
+        )
+
+
+def leftover_table(plain: Mapping[str, Any], target: ContainerdVersion) -> Path | None:
+    """A version 3 file's `io.containerd.grpc.v1.cri` registry table, left from version 2, if any.
+
+    2.0-2.2 ignore it; 2.3+ migrate every version 3 file again, and the leftover then replaces the
+    `io.containerd.cri.v1.images` registry table as a whole (seen with 2.3.4 and 2.4.0-beta.0's
+    `config dump`). nodecfg moves it into the images table, as it moves legacy `mirrors`.
+    """
+    if target >= versions.CONFIG_V3 and config_version(plain) == 3 and isinstance(get_path(plain, V2_TABLE), Mapping):
+        return V2_TABLE
+    return None
+
+
+def reads_leftover(plain: Mapping[str, Any], target: ContainerdVersion) -> bool:
+    """Whether the release takes its registry settings from the leftover table (2.3+)."""
+    return leftover_table(plain, target) is not None and target >= versions.CONFIG_V4
+
+
+def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: str) -> tuple[Path, list[str]]:
+    """Which table of this file containerd reads registry settings from, for this release.
+
+    Decided by the `version` line and the release, as containerd decides (docs/containerd.md, ## config.toml):
+    version 1 -> `plugins.cri` (or the long plugin ID if that is what the file uses; 2.0-2.2 drop
+    it); version 2 -> `io.containerd.grpc.v1.cri`, except on 2.x when only an
+    `io.containerd.cri.v1.images` registry table is there (AKS ships that shape: 2.x migrates the
+    old table only when there is one); version 3 and 4 -> `io.containerd.cri.v1.images`.
+    Tables of another schema that hold registry settings are dead config: warn about them. The
+    leftover of a version 3 file (`leftover_table`) is the caller's to move.
+    """
+    version = config_version(plain)
+    _refuse_version(version, target, where)
+    warnings: list[str] = []
+    if version >= 3:
         chosen = V3_TABLE
     elif version == 2:
-        chosen = V2_TABLE
+        only_images = get_path(plain, V2_TABLE) is None and isinstance(get_path(plain, V3_TABLE), Mapping)
+        chosen = V3_TABLE if target >= versions.CONFIG_V3 and only_images else V2_TABLE
     else:
-        if target >= versions.CONFIG_V3:
-            # Observed on 2.1.9: a version 1 file loads, but its CRI registry table is dropped
-            # ("Ignoring unknown key in TOML for plugin" key=registry): config_path and auth would
-            # never be read. Rewriting the file's version would rename every plugin: not ours to do.
-            raise ConfigError(
-                [
-                    f"{where}: version = {version} (or no version line): containerd {target} does not read the "
-                    "registry settings of such a file; convert it first (`containerd config migrate`, "
-                    "or a `version = 2` file with the long plugin IDs), nothing was written"
-                ]
-            )
         chosen = (
             V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
         )
         warnings.append(
-            f"{where}: config version 1 is deprecated (containerd 2.x may not read it); nodecfg edits {table_label(chosen)}"
+            f"{where}: config version 1 is deprecated (containerd 2.0-2.2 do not read its registry table); "
+            f"nodecfg edits {table_label(chosen)}"
         )
+    leftover = leftover_table(plain, target)
     for other in (V1_TABLE, V2_TABLE, V3_TABLE):
-        if other != chosen and get_path(plain, other) is not None and not (version < 2 and other == V1_LONG_TABLE):
-            warnings.append(
-                f"{where}: [{table_label(other)}] is not read for a version = {version} file by containerd "
-                f"{target}; nodecfg writes [{table_label(chosen)}] and leaves it as it is"
-            )
+        if other in (chosen, leftover) or get_path(plain, other) is None or (version < 2 and other == V1_LONG_TABLE):
+            continue
+        warnings.append(
+            f"{where}: [{table_label(other)}] is not read for a version = {version} file by containerd "
+            f"{target}; nodecfg writes [{table_label(chosen)}] and leaves it as it is"
+        )
     return chosen, warnings
 
 
@@ -159,6 +207,13 @@ def _settings_table(plain: Mapping[str, Any], target: ContainerdTarget, where: s
     except ConfigError as e:
         problems += e.problems
         return V3_TABLE
+    if reads_leftover(plain, target.version):
+        problems.append(
+            f"{where}: [{table_label(V2_TABLE)}] is left from version 2 and containerd {target.version} reads it "
+            f"instead of [{table_label(table)}] (a version 3 file is migrated again since {versions.CONFIG_V4}): "
+            "`nodecfg apply` moves it"
+        )
+        return V2_TABLE
     return table
 
 

@@ -48,6 +48,11 @@ REFERRERS = ContainerdVersion(2, 2, 0)
 DEFAULT_NAMESPACE_1_6 = ContainerdVersion(1, 6, 17)
 DEFAULT_NAMESPACE_1_7 = ContainerdVersion(1, 7, 0)
 CONFIG_V3 = ContainerdVersion(2, 0, 0)
+# 2.3 raised the config version to 4 (`config default` writes it; 2.0-2.2 refuse such a file) and
+# migrates every older file on load, the CRI step included: a version 3 file's leftover
+# io.containerd.grpc.v1.cri registry table then replaces its io.containerd.cri.v1.images one, and a
+# version 1 file's registry table is read again (docs/containerd.md, ## config.toml by release).
+CONFIG_V4 = ContainerdVersion(2, 3, 0)
 # An http:// endpoint with TLS options is tried over HTTPS first, falling back to HTTP: in 1.7.7
 # for every port, then from the port-aware change on (1.6.25, 1.7.8, 2.x) by the port, which also
 # decides a localhost registry's scheme (tries_https_first, default_upstream_entry in hosts_toml).

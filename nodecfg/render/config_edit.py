@@ -9,7 +9,6 @@ config that means something other than intended.
 from __future__ import annotations
 
 import copy
-import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ from nodecfg.containerd import versions
 from nodecfg.containerd.config_toml import (
     Path,
     get_path,
+    leftover_table,
     parse_plain,
+    reads_leftover,
     registry_table,
     table_label,
 )
@@ -31,7 +32,7 @@ from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, extract_legacy
 from nodecfg.containerd.versions import ContainerdVersion
 from nodecfg.render.credentials import Auth
-from nodecfg.render.toml_layout import Indentation
+from nodecfg.render.toml_layout import Indentation, without_left_blank_lines
 
 _DELETE = object()
 
@@ -241,11 +242,12 @@ def edit_containerd_config(
     if registry is not None and not isinstance(registry, Mapping):
         raise ConfigError([f"{where}: {table_label(table)} must be a table"])
     registry = registry or {}
+    registry, ops, moved_warnings = _move_leftover(plain, table, registry, target, where)
+    warnings += moved_warnings
     legacy, problems = extract_legacy(registry, f"{where}: {table_label(table)}")
     if problems:
         raise ConfigError(problems)
 
-    ops: list[tuple[Path, Any]] = []
     if registry.get("mirrors"):
         ops.append(((*table, "mirrors"), _DELETE))
     configs = registry.get("configs") or {}
@@ -267,6 +269,48 @@ def edit_containerd_config(
     return ConfigEdit(out, table, _holds_credentials(expected, table), legacy, frozenset(auths), tuple(warnings))
 
 
+def _move_leftover(
+    plain: Mapping[str, Any],
+    table: Path,
+    registry: Mapping[str, Any],
+    target: ContainerdVersion,
+    where: str,
+) -> tuple[Mapping[str, Any], list[tuple[Path, Any]], list[str]]:
+    """Move a version 3 file's leftover `io.containerd.grpc.v1.cri` registry table into `table`.
+
+    Returns the registry settings as they are after the move, the operations and the warnings.
+    On 2.3+ the leftover is what containerd reads, so its keys replace the images table's; on
+    2.0-2.2 it is ignored, so it only goes (an upgrade to 2.3 would otherwise let it win over
+    nodecfg's `config_path`). The original file is kept; uninstall puts the leftover back.
+    """
+    leftover = leftover_table(plain, target)
+    ops: list[tuple[Path, Any]] = []
+    warnings: list[str] = []
+    if leftover is None:
+        return registry, ops, warnings
+    moved = get_path(plain, leftover)
+    if not isinstance(moved, Mapping):
+        raise ConfigError([f"{where}: {table_label(leftover)} must be a table"])
+    label = f"[{table_label(leftover)}]"
+    if reads_leftover(plain, target):
+        for key in sorted(moved):
+            ops.append(((*table, key), copy.deepcopy(moved[key])))
+        revived = sorted(set(registry) - set(moved))
+        warnings.append(
+            f"{where}: {label} is left from version 2 and containerd {target} reads it instead of "
+            f"[{table_label(table)}]: its settings ({', '.join(sorted(moved)) or 'none'}) are moved there"
+            + (f"; {', '.join(revived)} of [{table_label(table)}] now take effect too" if revived else "")
+        )
+        registry = {**registry, **copy.deepcopy(dict(moved))}
+    else:
+        warnings.append(
+            f"{where}: {label} is left from version 2; containerd {target} ignores it but 2.3+ would read it "
+            f"instead of [{table_label(table)}]: removed"
+        )
+    ops.append((leftover, _DELETE))
+    return registry, ops, warnings
+
+
 def _holds_credentials(plain: Mapping[str, Any], table: Path) -> bool:
     registry = get_path(plain, table)
     if not isinstance(registry, Mapping):
@@ -282,29 +326,20 @@ def holds_credentials(text: str, *, where: str, target: ContainerdVersion) -> bo
     return _holds_credentials(plain, table)
 
 
-def _without_left_blank_lines(before: str, after: str, original: str) -> str:
-    """`after` without the blank lines that border a removed part and are not in `original`.
-
-    tomlkit separates a table it adds with a blank line at the end of the table above it; taking
-    the table out again leaves that line behind. A blank line the user added elsewhere stays.
-    """
-    b, a, o = (t.splitlines(keepends=True) for t in (before, after, original))
-    added: set[int] = set()
-    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, o, a, autojunk=False).get_opcodes():
-        if tag in ("insert", "replace"):
-            added.update(range(j1, j2))
-    drop: set[int] = set()
-    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes():
-        if tag not in ("delete", "replace"):
-            continue
-        for start, step in ((j1 - 1, -1), (j2, 1)):  # the blank lines just above and just below the cut
-            j = start
-            while 0 <= j < len(a) and j in added and not a[j].strip():
-                drop.add(j)
-                j += step
-    trimmed = "".join(line for j, line in enumerate(a) if j not in drop)
-    # Blank lines never change what TOML means outside a multi-line string; check that none was one.
-    return trimmed if tomllib.loads(trimmed) == tomllib.loads(after) else after
+def _restore_leftover(
+    plain: Mapping[str, Any], before: Mapping[str, Any], table: Path, target: ContainerdVersion
+) -> list[tuple[Path, Any]]:
+    """The operations that put back a leftover registry table nodecfg moved (see `_move_leftover`)."""
+    leftover = leftover_table(before, target)
+    if leftover is None or get_path(plain, leftover) is not None:
+        return []
+    ops: list[tuple[Path, Any]] = []
+    old_registry = get_path(before, table) or {}
+    if reads_leftover(before, target):
+        for key in sorted(get_path(before, leftover) or {}):
+            ops.append(((*table, key), copy.deepcopy(old_registry[key]) if key in old_registry else _DELETE))
+    ops.append((leftover, copy.deepcopy(get_path(before, leftover))))
+    return ops
 
 
 def remove_nodecfg_edits(
@@ -331,6 +366,7 @@ def remove_nodecfg_edits(
     ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) else _DELETE))
     for host in sorted(owned_auth_hosts):
         ops.append(((*table, "configs", host, "auth"), _DELETE))
+    ops += _restore_leftover(plain, before, table, target)
     if moved_legacy:
         if original is None:
             raise ConfigError(
@@ -349,4 +385,4 @@ def remove_nodecfg_edits(
     if get_path(before, table) is None and _is_empty(after, table):
         ops.append((table, _DELETE))
     out, _expected = _apply_ops(text, plain, ops, table, where)
-    return _without_left_blank_lines(text, out, original) if original is not None and out != text else out
+    return without_left_blank_lines(text, out, original) if original is not None and out != text else out

@@ -13,12 +13,15 @@ author had made it, so a new item follows the file's own layout:
 
 Blank lines too: in a file whose tables mostly follow one another without one (Debian's), a new
 table gets none; otherwise a blank line separates it, as tomlkit places it. Pure: it reads the
-document and sets `trivia.indent` on the items an edit adds, nothing else.
+document and sets `trivia.indent` on the items an edit adds, nothing else; and it takes out the
+blank lines an edit left behind when a removed table goes (`without_left_blank_lines`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -129,3 +132,28 @@ class Indentation:
         indent = self.key(table)
         item.trivia.indent = _lead(item.trivia.indent) + indent
         self.keys[table] = indent
+
+
+def without_left_blank_lines(before: str, after: str, original: str) -> str:
+    """`after` without the blank lines that border a removed part and are not in `original`.
+
+    tomlkit separates a table it adds with a blank line at the end of the table above it; taking
+    the table out again leaves that line behind. A blank line the user added elsewhere stays.
+    """
+    b, a, o = (t.splitlines(keepends=True) for t in (before, after, original))
+    added: set[int] = set()
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, o, a, autojunk=False).get_opcodes():
+        if tag in ("insert", "replace"):
+            added.update(range(j1, j2))
+    drop: set[int] = set()
+    for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes():
+        if tag not in ("delete", "replace"):
+            continue
+        for start, step in ((j1 - 1, -1), (j2, 1)):  # the blank lines just above and just below the cut
+            j = start
+            while 0 <= j < len(a) and j in added and not a[j].strip():
+                drop.add(j)
+                j += step
+    trimmed = "".join(line for j, line in enumerate(a) if j not in drop)
+    # Blank lines never change what TOML means outside a multi-line string; check that none was one.
+    return trimmed if tomllib.loads(trimmed) == tomllib.loads(after) else after

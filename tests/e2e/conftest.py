@@ -43,7 +43,7 @@ def lab() -> Iterator[Lab]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test on a node runs once per config.toml shape the release reads (v2; v3 on 2.x)."""
+    """Every test on a node runs once per config.toml shape the release reads (v2; v3 on 2.x; v4 on 2.3+)."""
     if "node" in metafunc.fixturenames:
         shapes = releases.current().shapes if shutil.which("containerd") else ("v2",)
         metafunc.parametrize("node", shapes, indirect=True)

@@ -539,8 +539,8 @@ def push(layout: Path, tag: str, reg: Registry, repo: str, pki: PKI) -> None:
 class Containerd:
     """A containerd with its own root, state, sockets and config.toml under `d`.
 
-    `shape` is the config.toml's form: "v2" (`version = 2`, read by every release) or "v3"
-    (`version = 3`, containerd 2.x only).
+    `shape` is the config.toml's form: "v2" (`version = 2`, read by every release), "v3"
+    (`version = 3`, containerd 2.x only) or "v4" (`version = 4`, 2.3+ only).
     """
 
     d: Path
@@ -566,16 +566,24 @@ class Containerd:
         return REGISTRY_TABLE[self.shape]
 
     def base_config(self, extra: str = "") -> str:
-        """The config.toml a node starts with: Debian's shape (or its v3 form), pointed at this
-        test's dirs."""
+        """The config.toml a node starts with: Debian's shape (or its v3 or v4 form), pointed at
+        this test's dirs."""
+        version = int(self.shape[1:])
+        if version >= 4:  # version 4 (2.3+): the servers are plugins of their own
+            servers = (
+                f'[plugins."io.containerd.server.v1.grpc"]\n  address = "{self.socket}"\n'
+                f'[plugins."io.containerd.server.v1.ttrpc"]\n  address = "{self.socket}.ttrpc"\n'
+            )
+        else:
+            servers = f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
         head = (
-            f"version = {3 if self.shape == 'v3' else 2}\n"
+            f"version = {version}\n"
             f'root = "{self.d}/root"\nstate = "{self.d}/state"\n'
-            f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
+            f"{servers}"
             f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{self.d}/opt"\n'
         )
         # The native snapshotter works on any filesystem (overlayfs does not inside every sandbox).
-        if self.shape == "v3":
+        if version >= 3:
             snapshotter = '[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "native"\n'
         else:
             snapshotter = '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "native"\n'

@@ -19,9 +19,14 @@ V1_7_32 = ContainerdVersion(1, 7, 32)
 V2_0 = ContainerdVersion(2, 0, 0)
 V2_1 = ContainerdVersion(2, 1, 0)
 V2_2 = ContainerdVersion(2, 2, 0)
+V2_3 = ContainerdVersion(2, 3, 0)
 
 # The registry table of each config.toml shape (reference: docs/containerd.md, config.toml).
-REGISTRY_TABLE = {"v2": 'plugins."io.containerd.grpc.v1.cri".registry', "v3": 'plugins."io.containerd.cri.v1.images".registry'}
+REGISTRY_TABLE = {
+    "v2": 'plugins."io.containerd.grpc.v1.cri".registry',
+    "v3": 'plugins."io.containerd.cri.v1.images".registry',
+    "v4": 'plugins."io.containerd.cri.v1.images".registry',
+}
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,27 @@ class Release:
 
     @property
     def shapes(self) -> tuple[str, ...]:
-        """config.toml shapes a node of this release runs: v2 everywhere, v3 only on 2.x (1.x ignores it)."""
+        """config.toml shapes a node of this release runs: v2 everywhere, v3 on 2.x (1.x ignores it),
+        v4 on 2.3+ (what their `config default` writes; 2.0-2.2 refuse it)."""
+        if self.version >= V2_3:
+            return ("v2", "v3", "v4")
         return ("v2", "v3") if self.version >= V2_0 else ("v2",)
+
+    @property
+    def highest_config_version(self) -> int:
+        """The highest config.toml `version` the release loads (observed: 2.0.11 refuses 4)."""
+        return 4 if self.version >= V2_3 else 3 if self.version >= V2_0 else 2
+
+    @property
+    def reads_leftover_registry_table(self) -> bool:
+        """A version 3 file's leftover `io.containerd.grpc.v1.cri` registry table wins over its
+        `io.containerd.cri.v1.images` one on 2.3.4 and 2.4.0-beta.0; 2.0.11 ignores it (observed)."""
+        return self.version >= V2_3
+
+    @property
+    def reads_version_1_registry_table(self) -> bool:
+        """A version 1 file's `plugins.cri.registry`: read by 1.x and 2.3+, dropped by 2.0-2.2 (observed)."""
+        return not (V2_0 <= self.version < V2_3)
 
     @property
     def reports_config_path_over_cri(self) -> bool:
@@ -52,6 +76,11 @@ class Release:
     @property
     def honours_dial_timeout(self) -> bool:
         return self.version >= V2_1
+
+    @property
+    def reads_referrers_capability(self) -> bool:
+        """The `referrers` capability (2.2+); older releases refuse the whole hosts.toml for it."""
+        return self.version >= V2_2
 
     @property
     def pulls_through_transfer_service(self) -> bool:

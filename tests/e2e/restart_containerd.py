@@ -21,7 +21,7 @@ from tests.e2e.releases import REGISTRY_TABLE
 def broken(config: str) -> str:
     """`config` plus legacy mirrors in the registry table its version reads (CRI refuses them
     next to config_path on every release)."""
-    shape = "v3" if tomllib.loads(config).get("version") == 3 else "v2"
+    shape = f"v{tomllib.loads(config).get('version', 2)}"
     return config + f'\n[{REGISTRY_TABLE[shape]}.mirrors."broken.test"]\n  endpoint = ["http://broken.test"]\n'
 
 

@@ -4,7 +4,8 @@
 config_path and the auth entries landed in the table containerd actually reads (a typo, a wrong
 table or a version mix-up silently drops them: docs/containerd.md). Runs on every release of the
 suite: 2.x shows the registry under `io.containerd.cri.v1.images`, migrated from a version 2
-file's `io.containerd.grpc.v1.cri`, and drops a version 1 file's registry table altogether.
+file's `io.containerd.grpc.v1.cri`; 2.0-2.2 drop a version 1 file's registry table altogether,
+2.3+ read it again.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def test_containerd_reads_config_path_and_auth_from_the_edited_file(example, roo
     ids=["dotted", "inline", "version-1-with-mirrors", "configs-tls"],
 )
 def test_layouts_as_containerd_reads_them(src, tmp_path, release):
-    if release.version >= V2_0 and "version = 2" not in src:
-        # 2.x drops a version 1 file's registry table (checked below): nodecfg refuses to edit one.
+    if not release.reads_version_1_registry_table and "version = 2" not in src:
+        # 2.0-2.2 drop a version 1 file's registry table (checked below): nodecfg refuses to edit one.
         with pytest.raises(ConfigError, match="does not read the registry settings"):
             edit(src, target=release.version)
         path = tmp_path / "config.toml"
@@ -114,7 +115,7 @@ def test_candidate_check_with_the_real_binary(tmp_path, release) -> None:
         "v1": (
             f'version = 1\n[plugins.cri.registry]\n  config_path = "{hosts}"\n'
             '[plugins.cri.registry.configs."r.example:5000".auth]\n  username = "u"\n',
-            ["config_path = ''", "credentials for r.example:5000"] if release.version >= V2_0 else [],
+            [] if release.reads_version_1_registry_table else ["config_path = ''", "credentials for r.example:5000"],
         ),
         "syntax": (f"version = 2\n{table}  config_path = \n", ["rejects the candidate"]),
         "no auth": (f'version = 2\n{table}  config_path = "{hosts}"\n', ["credentials for r.example:5000"]),

@@ -1,0 +1,85 @@
+"""containerd's config.toml and the files it imports, read the way containerd finds them (I/O).
+
+Import paths are host paths: they are resolved under the root (`--root /host` in a DaemonSet),
+globs expanded as Go's filepath.Glob does (names in order, hidden files included), then the files
+are read breadth-first, each path once, as containerd loads them (nodecfg/containerd/effective.py).
+Bounded: at most MAX_FILES files of at most MAX_FILE_BYTES each, regular files only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from nodecfg.containerd.effective import ConfigFile, import_patterns
+from nodecfg.containerd.versions import ContainerdVersion
+from nodecfg.node.fs import NodeError, list_dir, read_file
+from nodecfg.node.paths import NodePaths
+
+MAX_FILES = 64
+MAX_FILE_BYTES = 1024 * 1024
+_GLOB_MAGIC = frozenset("*?[")
+
+
+def _glob(paths: NodePaths, pattern: str) -> list[str]:
+    """The host paths matching `pattern` (absolute), in Go's order: name order, level by level."""
+    parts = [p for p in pattern.split("/") if p]
+    found = ["/"]
+    for part in parts:
+        nxt: list[str] = []
+        for base in found:
+            if _GLOB_MAGIC.isdisjoint(part):
+                nxt.append(posixpath.join(base, part))
+                continue
+            for name in sorted(list_dir(paths.real(base))):
+                if fnmatch.fnmatchcase(name, part.replace("[^", "[!")):
+                    nxt.append(posixpath.join(base, name))
+        found = nxt
+    exists = []
+    for p in found:
+        try:
+            if read_file(paths.real(p), limit=MAX_FILE_BYTES).content is not None:
+                exists.append(p)
+        except NodeError:
+            exists.append(p)  # it is there; reading it again says why it cannot be used
+    return exists
+
+
+def _parse(text: bytes, path: str) -> Mapping[str, Any]:
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise NodeError(
+            f"read {path} (imported by containerd's config): not valid TOML, containerd would refuse it: {e}"
+        ) from None
+
+
+def imported_files(paths: NodePaths, main: Mapping[str, Any], release: ContainerdVersion) -> list[ConfigFile]:
+    """The files containerd loads after the main config.toml (already parsed as `main`), in its order.
+
+    An import that names a missing file (not a glob) is a ConfigFile with `plain` None: containerd
+    refuses to start then, and the model says so. Raises NodeError for a file that cannot be read
+    or parsed, or for more than MAX_FILES files.
+    """
+    out: list[ConfigFile] = []
+    loaded = {paths.containerd_config}
+    queue = list(import_patterns(main, paths.containerd_config, release))
+    while queue:
+        pattern = queue.pop(0)
+        for path in _glob(paths, pattern) if "*" in pattern else [pattern]:
+            if path in loaded:
+                continue
+            loaded.add(path)
+            if len(loaded) > MAX_FILES:
+                raise NodeError(f"read {paths.containerd_config}: imports more than {MAX_FILES - 1} files")
+            info = read_file(paths.real(path), limit=MAX_FILE_BYTES)
+            if info.content is None:
+                out.append(ConfigFile(path, None))
+                continue
+            plain = _parse(info.content, path)
+            out.append(ConfigFile(path, plain))
+            queue += import_patterns(plain, path, release)
+    return out
