@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -250,10 +251,17 @@ def test_resync_restores_a_hand_edited_owned_file_and_leaves_others_alone(node: 
     rendered = ours.read_text()
     ours.write_text(rendered.replace(lab.plain.host, lab.upstream.host))
     theirs.write_text(theirs.read_text() + "# edited by the admin\n")
+
+    def resync_writes() -> list[dict[str, Any]]:
+        return [e for e in d.events() if e.get("event") == "reconcile" and e.get("trigger") == "resync" and e.get("changed")]
+
     d.wait_for("the owned file restored", lambda: ours.read_text() == rendered, timeout=10)
+    # The reconcile line comes after its writes are done (rename, state file, journal), so it can
+    # lag the file by tens of ms on a loaded machine: wait for it rather than read the log at once.
+    d.wait_for("the resync's reconcile line", lambda: bool(resync_writes()), timeout=10)
+    assert resync_writes()[0]["changed"] == [f"write:{ours}"]
+    assert ours.read_text() == rendered
     assert theirs.read_text().endswith("# edited by the admin\n")
-    restored = [e for e in d.events() if e.get("event") == "reconcile" and e.get("trigger") == "resync" and e.get("changed")]
-    assert restored and restored[0]["changed"] == [f"write:{ours}"]
     assert d.stop() == 0
 
 
