@@ -6,11 +6,12 @@ The version line, the registry table, and the registry settings the CRI plugin t
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nodecfg.containerd import paths, versions
+from nodecfg.containerd.effective import ConfigFile, Effective, effective_config, first_change
 from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, extract_legacy
 from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion, VersionSource
@@ -142,9 +143,10 @@ def registry_table(plain: Mapping[str, Any], target: ContainerdVersion, where: s
         only_images = get_path(plain, V2_TABLE) is None and isinstance(get_path(plain, V3_TABLE), Mapping)
         chosen = V3_TABLE if target >= versions.CONFIG_V3 and only_images else V2_TABLE
     else:
-        chosen = (
-            V1_TABLE if get_path(plain, V1_TABLE[:2]) is not None or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
-        )
+        # 1.x looks the CRI plugin of a version 1 file up by its short name only; 2.3+ rename
+        # `cri` to the long name, over a long-named table if both are there.
+        short_wins = target < versions.CONFIG_V3 or get_path(plain, V1_TABLE[:2]) is not None
+        chosen = V1_TABLE if short_wins or get_path(plain, V1_LONG_TABLE[:2]) is None else V1_LONG_TABLE
         warnings.append(
             f"{where}: config version 1 is deprecated (containerd 2.0-2.2 do not read its registry table); "
             f"nodecfg edits {table_label(chosen)}"
@@ -179,6 +181,9 @@ class RegistrySettings:
     auth: Mapping[str, str]  # contacted host -> which fields are set ("username+password", ...)
     header_names: tuple[str, ...]
     problems: tuple[str, ...]  # what makes the CRI plugin fail to load or ignore the settings
+    # Where what containerd reads differs from this file's own registry table: the table or the
+    # imported file that wins over it, and what it changes.
+    shadowed: tuple[str, ...] = ()
     version: int = 2
 
 
@@ -207,13 +212,6 @@ def _settings_table(plain: Mapping[str, Any], target: ContainerdTarget, where: s
     except ConfigError as e:
         problems += e.problems
         return V3_TABLE
-    if reads_leftover(plain, target.version):
-        problems.append(
-            f"{where}: [{table_label(V2_TABLE)}] is left from version 2 and containerd {target.version} reads it "
-            f"instead of [{table_label(table)}] (a version 3 file is migrated again since {versions.CONFIG_V4}): "
-            "`nodecfg apply` moves it"
-        )
-        return V2_TABLE
     return table
 
 
@@ -254,13 +252,47 @@ def _auth_kinds(registry: Mapping[str, Any]) -> dict[str, str]:
     return auth
 
 
-def read_registry_settings(text: str | None, target: ContainerdTarget, where: str) -> RegistrySettings:
-    """What containerd `target` takes from config.toml `text` (None: the file does not exist)."""
+def _shadowed(
+    plain: Mapping[str, Any], table: Path, files: Sequence[ConfigFile], effective: Effective, target: ContainerdTarget
+) -> list[str]:
+    """What wins over the file's own registry table, by name: a leftover table, or an imported file."""
+    where = files[0].path
+    own = get_path(plain, table)
+    own_path = own.get("config_path") if isinstance(own, Mapping) else None
+    own_path = own_path if isinstance(own_path, str) and own_path else None
+    out: list[str] = []
+    alone = effective_config(files[:1], target.version)
+    if reads_leftover(plain, target.version) and alone.config_path != own_path:
+        out.append(
+            f"{where}: [{table_label(V2_TABLE)}] is left from version 2 and containerd {target.version} reads it instead of "
+            f"[{table_label(table)}] (config_path {alone.config_path!r}, not {own_path!r}): `nodecfg apply` moves it"
+        )
+    if effective.config_path != alone.config_path:
+        by = first_change(files, target.version, lambda e: e.config_path == effective.config_path)
+        out.append(
+            f"{by or 'an imported file'}, which {where} imports, overrides its registry settings: containerd "
+            f"{target.version} reads config_path {effective.config_path!r}, not {alone.config_path!r}"
+        )
+    for host in sorted(_auth_kinds(alone.registry)):
+        if effective.auth(host) != alone.auth(host):
+            by = first_change(files, target.version, lambda e, h=host: e.auth(h) != alone.auth(h))
+            out.append(f"{by or 'an imported file'}, which {where} imports, overrides the credentials for {host}")
+    return out
+
+
+def read_registry_settings(
+    text: str | None, target: ContainerdTarget, where: str, imported: Sequence[ConfigFile] = ()
+) -> RegistrySettings:
+    """What containerd `target` takes from config.toml `text` (None: the file does not exist) and the files it imports."""
     problems: list[str] = []
     plain = _parse_settings(text, where, problems)
     table = _settings_table(plain, target, where, problems)
-    registry = get_path(plain, table)
-    registry = registry if isinstance(registry, Mapping) else {}
+    files = [ConfigFile(where, plain), *imported]
+    effective = effective_config(files, target.version)
+    if not problems:  # a version the release refuses is said once, above
+        problems += effective.problems
+    shadowed = _shadowed(plain, table, files, effective, target) if text is not None and not effective.problems else []
+    registry = effective.registry
     legacy, legacy_problems = extract_legacy(registry, f"{where}: {table_label(table)}")
     problems += legacy_problems
     raw_path = registry.get("config_path")
@@ -280,4 +312,5 @@ def read_registry_settings(text: str | None, target: ContainerdTarget, where: st
         header_names=tuple(sorted(headers)) if isinstance(headers, Mapping) else (),
         problems=tuple(problems),
         version=config_version(plain),
+        shadowed=tuple(shadowed),
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nodecfg.containerd.config_toml import effective_target
+from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.versions import ContainerdTarget, VersionSource
 from nodecfg.node.apply import apply_plan, recover
+from nodecfg.node.config_files import imported_files
 from nodecfg.node.containerd import detect_target
 from nodecfg.node.fs import list_dir, read_file
 from nodecfg.node.inputs import gather_materials, read_input
@@ -41,6 +45,15 @@ def _current(paths: NodePaths, host_paths: set[str]) -> dict[str, CurrentFile]:
     return out
 
 
+def _imported(paths: NodePaths, current_config: str | None, target: ContainerdTarget) -> list[ConfigFile]:
+    """The files config.toml imports, as containerd finds them (none when it does not parse: render says why)."""
+    try:
+        plain = tomllib.loads(current_config or "")
+    except tomllib.TOMLDecodeError:
+        return []
+    return imported_files(paths, plain, effective_target(target, current_config or "").version)
+
+
 def prepare(
     paths: NodePaths,
     config_path: str,
@@ -64,6 +77,7 @@ def prepare(
     target = target or detect_target(paths, containerd_version, state)
     config_info = read_file(paths.real(paths.containerd_config))
     current_config = None if config_info.content is None else config_info.content.decode("utf-8", errors="strict")
+    imported = _imported(paths, current_config, target)
     # Read even without hostAliases: a block left from an earlier input is removed.
     hosts_info = read_file(paths.real(ETC_HOSTS))
     current_hosts = None if hosts_info.content is None else hosts_info.content.decode("utf-8", "strict")
@@ -77,6 +91,7 @@ def prepare(
         owned_auth_hosts=state.auth_hosts,
         current_etc_hosts=current_hosts,
         sick=sick,
+        imported=imported,
     )
     current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
     entries = list_dir(paths.real(paths.hosts_dir))

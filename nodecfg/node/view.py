@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tomllib
 
 from nodecfg.containerd.config_toml import read_registry_settings
+from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.hosts_toml import entries_reading_files
 from nodecfg.containerd.versions import ContainerdTarget
+from nodecfg.node.config_files import imported_files
 from nodecfg.node.fs import NodeError, list_dir, read_file
 from nodecfg.node.paths import NodePaths
 from nodecfg.oncall.view import HostsDir, NodeView
@@ -44,12 +47,21 @@ def _file_problem(paths: NodePaths, host: str, want_cert: bool) -> str | None:
     return None
 
 
+def _imported(paths: NodePaths, config_text: str | None, target: ContainerdTarget) -> list[ConfigFile]:
+    """The files config.toml imports (none when it does not parse: the settings say why)."""
+    try:
+        plain = tomllib.loads(config_text or "")
+    except tomllib.TOMLDecodeError:
+        return []
+    return imported_files(paths, plain, target.version)
+
+
 def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
     """Everything under every config_path root, owned by nodecfg or not."""
     config_text, error = _read_text(paths.real(paths.containerd_config))
     if error is not None:
         raise NodeError(f"read {paths.containerd_config}: {error}")
-    settings = read_registry_settings(config_text, target, paths.containerd_config)
+    settings = read_registry_settings(config_text, target, paths.containerd_config, _imported(paths, config_text, target))
     dirs: dict[str, HostsDir] = {}
     missing: dict[str, str] = {}
     for root in settings.roots:

@@ -42,6 +42,12 @@ class Check:
         return {"id": self.id, "status": self.status.value, "title": self.title, "detail": self.detail, "fix": self.fix}
 
 
+_SHADOW_FIX = (
+    "`nodecfg apply` moves a leftover table; for an imported file, move its registry settings into "
+    "config.toml (or make them the same), then run `nodecfg apply` and restart containerd"
+)
+
+
 def config_checks(view: NodeView, hosts_dir: str) -> list[Check]:
     """config.toml: version and registry table, config_path, the legacy conflicts."""
     s = view.registry
@@ -64,42 +70,52 @@ def config_checks(view: NodeView, hosts_dir: str) -> list[Check]:
                 "remove `mirrors` and `configs.*.tls` from config.toml (`nodecfg apply` moves them into hosts.toml)",
             )
         )
+    out += [
+        Check(
+            "config.shadowed",
+            Status.FAIL,
+            "containerd does not read config.toml's registry table as written",
+            shadow,
+            _SHADOW_FIX,
+        )
+        for shadow in s.shadowed
+    ]
+    out.append(_config_path_check(view, hosts_dir))
+    return out
+
+
+def _config_path_check(view: NodeView, hosts_dir: str) -> Check:
+    """Whether the config_path containerd reads (after imports and migration) holds nodecfg's hosts directory."""
+    s = view.registry
     if s.config_path is None:
         status = Status.WARN if s.roots else Status.FAIL
-        out.append(
-            Check(
-                "config.config_path",
-                status,
-                "config_path is not set",
-                s.roots_note,
-                f"set config_path = {hosts_dir!r} (`nodecfg apply` does) and restart containerd",
-            )
+        return Check(
+            "config.config_path",
+            status,
+            "config_path is not set",
+            s.roots_note,
+            f"set config_path = {hosts_dir!r} (`nodecfg apply` does) and restart containerd",
         )
-    elif hosts_dir not in s.roots:
-        out.append(
-            Check(
-                "config.config_path",
-                Status.FAIL,
-                f"config_path does not include {hosts_dir}, where nodecfg writes",
-                s.roots_note,
-                f"set config_path = {hosts_dir!r} and restart containerd, or pass --hosts-dir {s.roots[0]}",
-            )
+    if hosts_dir not in s.roots:
+        return Check(
+            "config.config_path",
+            Status.FAIL,
+            f"config_path does not include {hosts_dir}, where nodecfg writes",
+            s.roots_note,
+            f"set config_path = {hosts_dir!r} and restart containerd, or pass --hosts-dir {s.roots[0]}",
         )
-    elif len(s.roots) > 1:
-        out.append(
-            Check(
-                "config.config_path",
-                Status.WARN if view.target.version >= versions.DIAL_TIMEOUT else Status.OK,
-                f"config_path is a list: {s.config_path}",
-                "containerd >= 2.1 pulling through the transfer service reads a list as one directory (containerd#12415)"
-                if view.target.version >= versions.DIAL_TIMEOUT
-                else "the first root with a matching directory wins",
-                f"use a single directory ({hosts_dir})" if view.target.version >= versions.DIAL_TIMEOUT else "",
-            )
+    if len(s.roots) > 1:
+        transfer = view.target.version >= versions.TRANSFER_PULL
+        return Check(
+            "config.config_path",
+            Status.WARN if transfer else Status.OK,
+            f"config_path is a list: {s.config_path}",
+            "containerd >= 2.1 pulling through the transfer service reads a list as one directory (containerd#12415)"
+            if transfer
+            else "the first root with a matching directory wins",
+            f"use a single directory ({hosts_dir})" if transfer else "",
         )
-    else:
-        out.append(Check("config.config_path", Status.OK, f"config_path = {s.config_path!r}"))
-    return out
+    return Check("config.config_path", Status.OK, f"config_path = {s.config_path!r}")
 
 
 def _https_first_detail(target: versions.ContainerdVersion, tls_on_http: list[HostEntry]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -12,10 +12,12 @@ from pydantic import ValidationError
 from nodecfg.containerd import names
 from nodecfg.containerd import paths as containerd_paths
 from nodecfg.containerd.config_toml import effective_target
+from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, endpoint_to_mirror
 from nodecfg.containerd.versions import ContainerdTarget, VersionSource, supports_default_namespace
 from nodecfg.render.config_edit import ConfigEdit, edit_containerd_config
+from nodecfg.render.config_effect import shadowing_problems
 from nodecfg.render.credentials import ResolvedAuth, resolve_credentials
 from nodecfg.render.etc_hosts import ETC_HOSTS, HostsFileError, edit_hosts_file
 from nodecfg.render.files import DesiredFile, FileKind
@@ -199,8 +201,13 @@ def render(
     owned_auth_hosts: frozenset[str],
     current_etc_hosts: str | None = None,
     sick: Mapping[str, frozenset[str]] | None = None,
+    imported: Sequence[ConfigFile] = (),
 ) -> Rendered:
-    """Render hosts.toml files, cert files and the edited config.toml; ConfigError lists problems."""
+    """Render hosts.toml files, cert files and the edited config.toml; ConfigError lists problems.
+
+    `imported`: the files config.toml imports, in containerd's order; the edit must still be what
+    containerd reads once they are merged in, or nothing is rendered.
+    """
     where = layout.containerd_config
     target = effective_target(target, current_config or "")
     problems: list[str] = []
@@ -212,6 +219,7 @@ def render(
         current_config, layout=layout, auths=auths, owned_auth_hosts=owned_auth_hosts, target=target, problems=problems
     )
     warnings += edit.warnings
+    problems += shadowing_problems(edit, imported, target.version, where)
     legacy = state_legacy.merged(edit.legacy)
     if edit.legacy:
         warnings.append(
