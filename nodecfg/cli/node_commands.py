@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from nodecfg.cli.common import EXIT_DIFFERS, EXIT_ERROR, EXIT_OK, holding, log, paths_from, restarter_from
 from nodecfg.cli.output import colorize, plan_report, print_warnings, redacted_warnings, use_color
+from nodecfg.containerd.errors import ConfigError
 from nodecfg.node.fs import atomic_write, make_dirs
 from nodecfg.node.lock import DAEMON_LOCK, NODE_LOCK
-from nodecfg.node.reconcile import apply, prepare, recover_node
+from nodecfg.node.reconcile import Prepared, apply, check_effective, prepare, recover_node
 
 if TYPE_CHECKING:
     from nodecfg.node.uninstall import Uninstall
@@ -21,9 +22,20 @@ if TYPE_CHECKING:
 UNINSTALL_HEALTH_TIMEOUT_S = 60.0  # the input's restart.healthTimeout default; uninstall has no input
 
 
+def _require_loaded(p: Prepared) -> None:
+    """ConfigError when the node's containerd would not run with the config.toml nodecfg wants.
+
+    Where its binary does not run here, render's model of containerd's loader has already said.
+    """
+    check = check_effective(p)
+    if check.problems:
+        raise ConfigError([f"{p.paths.containerd_config}: {problem}; nothing was written" for problem in check.problems])
+
+
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Dry run: what would change, and whether containerd would need a restart."""
     p = prepare(paths_from(args), args.config, args.containerd_version, input_format=args.input_format)
+    _require_loaded(p)
     report = plan_report(p)
     if args.output == "json":
         json.dump(report, out, indent=2)
@@ -51,6 +63,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             log.warning("recovered", what=recovered)
         started = time.monotonic()
         p = prepare(paths, args.config, args.containerd_version, input_format=args.input_format)
+        _require_loaded(p)
         if args.output == "text":
             print_warnings(p, err)
         if p.plan.operations:

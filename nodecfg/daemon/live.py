@@ -5,20 +5,31 @@
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
+import tomllib
 from collections.abc import Callable
 
 import structlog
 
+from nodecfg.containerd.config_toml import effective_target
+from nodecfg.containerd.versions import ContainerdTarget, ContainerdVersion
 from nodecfg.daemon.restarts import Running
-from nodecfg.node.containerd import DumpCheck, check_with_containerd, find_binary, serving_pid, started_at, started_before_config
+from nodecfg.node.config_files import imported_files
+from nodecfg.node.containerd import (
+    DumpCheck,
+    check_loaded,
+    detect_target,
+    find_binary,
+    serving_pid,
+    started_at,
+    started_before_config,
+)
 from nodecfg.node.cri import CRIClient, Health, wait_healthy
-from nodecfg.node.fs import atomic_write
+from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.paths import NodePaths
-from nodecfg.node.reconcile import Prepared
+from nodecfg.node.reconcile import Prepared, check_effective
 from nodecfg.plan.redaction import redact
-from nodecfg.render.files import FileKind
 
 log = structlog.get_logger("nodecfg")
 
@@ -32,7 +43,9 @@ class LiveContainerd:
         # in config.toml, and the secrets its messages must not show.
         self.auth_hosts: frozenset[str] = frozenset()
         self.secrets: frozenset[str] = frozenset()
-        self._dump_cache: tuple[tuple[int, int, int, frozenset[str], str], DumpCheck] | None = None
+        self._dump_cache: tuple[str, DumpCheck] | None = None
+        # Only the import rules depend on it (a relative glob on 1.6): detected on first use.
+        self._target: ContainerdTarget | None = None
 
     def socket(self) -> str:
         """The CRI socket, as this process opens it."""
@@ -54,28 +67,38 @@ class LiveContainerd:
         return None if pid is None or since is None else (pid, since)
 
     def _dump_check(self) -> DumpCheck:
-        """`containerd config dump` of the config.toml on disk with the node's binary.
+        """`containerd config dump` of the config.toml on disk, with what it imports, with the node's binary.
 
-        Checked in the table that binary reads; cached while the file, the binary and the auth
+        Checked in the table that binary reads; cached while the files, the binary and the auth
         hosts stay the same.
         """
         real = self.paths.real(self.paths.containerd_config)
         auth = self.auth_hosts
         try:
-            st = os.stat(real)
-        except OSError as e:
-            return DumpCheck(True, (f"{self.paths.containerd_config}: {e.strerror}",))
+            content = read_file(real).content
+            text = content.decode("utf-8") if content is not None else None
+            imported = imported_files(self.paths, tomllib.loads(text or ""), self._release(text))
+        except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            return DumpCheck(True, (f"{self.paths.containerd_config}: {e}",))
+        if text is None:
+            return DumpCheck(True, (f"{self.paths.containerd_config}: no such file",))
         binary = find_binary(self.paths.root, self.socket())
         try:
             binary_id = f"{binary}@{os.stat(binary).st_mtime_ns}" if binary else ""
         except OSError:
             binary_id = ""
-        key = (st.st_ino, st.st_size, st.st_mtime_ns, auth, binary_id)
+        key = hashlib.sha256(repr((text, imported, sorted(auth), binary_id)).encode()).hexdigest()
         if self._dump_cache is not None and self._dump_cache[0] == key:
             return self._dump_cache[1]
-        check = check_with_containerd(binary, real, self.paths.hosts_dir, auth)
+        check = check_loaded(binary, text, imported, self.paths, auth)
         self._dump_cache = (key, check)
         return check
+
+    def _release(self, text: str | None) -> ContainerdVersion:
+        """The release whose import rules apply: the one detected (once), raised to what the file's version needs."""
+        if self._target is None:
+            self._target = detect_target(self.paths, None)
+        return effective_target(self._target, text or "").version
 
     def not_loaded(self, h: Health, *, restarted: bool) -> str | None:
         """Why containerd does not run with what nodecfg wrote (None: it does).
@@ -98,25 +121,8 @@ class LiveContainerd:
 
     def check_candidate(self, prepared: Prepared) -> str | None:
         """Load the desired config.toml with the host's containerd before writing it (None: fine or not checkable)."""
-        desired = next((f for f in prepared.rendered.files if f.kind is FileKind.CONTAINERD_CONFIG), None)
-        if desired is None:
-            return None
-        real = self.paths.real(self.paths.containerd_config)
-        candidate = os.path.join(os.path.dirname(real), ".nodecfg-candidate.toml.nodecfg-tmp")
-        try:
-            atomic_write(candidate, desired.content, 0o600)
-            check = check_with_containerd(
-                find_binary(self.paths.root, self.socket()),
-                candidate,
-                self.paths.hosts_dir,
-                prepared.rendered.config.auth_hosts,
-            )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(candidate)
+        check = check_effective(prepared)
         if not check.ran:
             log.info("candidate-check", skipped=check.note)
             return None
-        if check.problems:
-            return redact("; ".join(check.problems), prepared.rendered.secrets)
-        return None
+        return "; ".join(check.problems) or None

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+import tomlkit
+import tomlkit.exceptions
 
 from nodecfg.containerd.config_toml import V2_TABLE, V3_TABLE, get_path
+from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
-from nodecfg.node.fs import host_path
+from nodecfg.node.fs import atomic_write, host_path, read_file
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.state import State, load_state
 
@@ -259,3 +265,45 @@ def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, 
         if not isinstance(get_path(configs, (host, "auth")), dict):
             problems.append(f"containerd would not load the credentials for {host}")
     return DumpCheck(True, tuple(problems))
+
+
+def _with_imports(text: str, imports: list[str] | None) -> str:
+    """`text` with its `imports` set to `imports` (None: removed); everything else as it is."""
+    doc = tomlkit.parse(text)
+    if imports is None:
+        doc.pop("imports", None)
+    else:
+        doc["imports"] = imports
+    return doc.as_string()
+
+
+def check_loaded(
+    binary: str | None, text: str, imported: Sequence[ConfigFile], paths: NodePaths, auth_hosts: frozenset[str]
+) -> DumpCheck:
+    """`check_with_containerd` for config.toml `text` with the files it imports, as the host reads them.
+
+    containerd resolves import paths as host paths; run where the host is mounted elsewhere (a
+    DaemonSet's /host), it would read the container's files instead. So the files go into a
+    private temp directory: config.toml importing each file nodecfg found (in containerd's order,
+    a missing one as a path that does not exist), each imported file without imports of its own.
+    What containerd merges, and each file's `version`, stay the same.
+    """
+    scratch = tempfile.mkdtemp(prefix="nodecfg-dump-")  # mode 0700: the candidate may hold credentials
+    try:
+        names: list[str] = []
+        for i, f in enumerate(imported):
+            name = os.path.join(scratch, f"{i:03d}.toml")
+            names.append(name)
+            if f.plain is None:
+                continue
+            content = read_file(paths.real(f.path)).content
+            if content is None:
+                continue
+            atomic_write(name, _with_imports(content.decode("utf-8"), None).encode(), 0o600)
+        main = os.path.join(scratch, "config.toml")
+        atomic_write(main, (_with_imports(text, names) if imported else text).encode(), 0o600)
+        return check_with_containerd(binary, main, paths.hosts_dir, auth_hosts)
+    except (tomlkit.exceptions.ParseError, UnicodeDecodeError) as e:
+        return DumpCheck(False, (), f"could not copy the imported files for containerd: {e}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import tomllib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 from nodecfg.containerd import names
 from nodecfg.containerd.hosts_toml import HostEntry, default_upstream_entry
 from nodecfg.containerd.versions import VersionSource
-from nodecfg.node.containerd import find_binary, started_before_config
+from nodecfg.node.config_files import imported_files
+from nodecfg.node.containerd import check_loaded, find_binary, started_before_config
+from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import host_and_port, node_hosts, reach
+from nodecfg.node.state import load_state
 from nodecfg.node.status import daemon_mirrors
 from nodecfg.oncall.diagnose import (
     Check,
@@ -49,6 +53,39 @@ def binary_check(paths: NodePaths, view: NodeView) -> Check:
             "pass --root where the host's / is mounted, or --containerd-version",
         )
     return Check("containerd.binary", Status.OK, f"{paths.host(binary)}: {target.describe()}")
+
+
+def loaded_checks(paths: NodePaths, view: NodeView) -> list[Check]:
+    """The node's own containerd loads config.toml, with what it imports, as nodecfg wrote it.
+
+    `config dump` of the files on disk (imports resolved under the root): the `config_path` and
+    the credentials nodecfg wrote must be where that binary reads them. No check without a binary
+    (`containerd.binary` says so); the model's verdict is in the config checks.
+    """
+    binary = find_binary(paths.root, paths.real(paths.containerd_socket))
+    return [] if binary is None else [_loaded_check(paths, view, binary)]
+
+
+def _loaded_check(paths: NodePaths, view: NodeView, binary: str) -> Check:
+    try:
+        content = read_file(paths.real(paths.containerd_config)).content
+        text = content.decode("utf-8") if content is not None else ""
+        imported = imported_files(paths, tomllib.loads(text), view.target.version)
+    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        return Check("config.loaded", Status.SKIP, "config.toml not loaded with containerd", str(e))
+    check = check_loaded(binary, text, imported, paths, load_state(paths.real(paths.state_dir)).auth_hosts)
+    if not check.ran:
+        return Check("config.loaded", Status.SKIP, "config.toml not loaded with the node's containerd", check.note)
+    files = f"config.toml and {len(imported)} imported file(s)" if imported else "config.toml"
+    if check.problems:
+        return Check(
+            "config.loaded",
+            Status.FAIL,
+            f"the node's containerd does not load {files} as nodecfg wrote it",
+            "; ".join(check.problems),
+            "see the checks above for the table or file that wins; `nodecfg diff` says what apply would change",
+        )
+    return Check("config.loaded", Status.OK, f"the node's containerd loads {files} with config_path {paths.hosts_dir!r}")
 
 
 def cri_check(paths: NodePaths, socket_real: str, view: NodeView, timeout: float = PROBE_TIMEOUT_S) -> Check:
@@ -276,6 +313,7 @@ def doctor(
     """The whole checklist, in reading order."""
     checks = [binary_check(paths, view)]
     checks += config_checks(view, paths.hosts_dir)
+    checks += loaded_checks(paths, view)
     if socket_real is None:
         checks.append(Check("containerd.cri", Status.SKIP, "CRI health not checked (--no-cri)"))
     else:

@@ -12,13 +12,15 @@ from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.versions import ContainerdTarget, VersionSource
 from nodecfg.node.apply import apply_plan, recover
 from nodecfg.node.config_files import imported_files
-from nodecfg.node.containerd import detect_target
+from nodecfg.node.containerd import DumpCheck, check_loaded, detect_target, find_binary
 from nodecfg.node.fs import list_dir, read_file
 from nodecfg.node.inputs import gather_materials, read_input
 from nodecfg.node.paths import ETC_HOSTS, NodePaths
 from nodecfg.node.state import State, load_state
 from nodecfg.plan import CurrentFile, Plan, make_plan
+from nodecfg.plan.redaction import redact
 from nodecfg.render import Layout, Rendered, render
+from nodecfg.render.files import FileKind
 from nodecfg.spec.loader import load_input
 from nodecfg.spec.models import Config
 
@@ -35,6 +37,7 @@ class Prepared:
     paths: NodePaths
     input_format: str = "nodecfg"
     input_warnings: tuple[str, ...] = ()
+    imported: tuple[ConfigFile, ...] = ()  # the files config.toml imports, in containerd's order
 
 
 def _current(paths: NodePaths, host_paths: set[str]) -> dict[str, CurrentFile]:
@@ -96,7 +99,7 @@ def prepare(
     current = _current(paths, {f.path for f in rendered.files} | set(state.owned))
     entries = list_dir(paths.real(paths.hosts_dir))
     plan = make_plan(rendered, current, state.owned, entries)
-    return Prepared(config, rendered, plan, current, state, paths, loaded.format, loaded.warnings)
+    return Prepared(config, rendered, plan, current, state, paths, loaded.format, loaded.warnings, tuple(imported))
 
 
 def apply(prepared: Prepared) -> State:
@@ -115,3 +118,20 @@ def apply(prepared: Prepared) -> State:
 def recover_node(paths: NodePaths) -> str | None:
     """Finish or clean up an interrupted apply before anything else reads the node."""
     return recover(paths, [paths.hosts_dir, os.path.dirname(paths.containerd_config)])
+
+
+def check_effective(prepared: Prepared) -> DumpCheck:
+    """The effective-config check: the config.toml nodecfg wants, loaded by the node's own containerd.
+
+    `containerd config dump` of the desired file with the files it imports (resolved under the
+    root), checked for nodecfg's `config_path` and credentials where that release reads them.
+    Where the binary does not run here, `ran` is False and render's model check is what stands.
+    Problems are redacted.
+    """
+    paths = prepared.paths
+    desired = next((f for f in prepared.rendered.files if f.kind is FileKind.CONTAINERD_CONFIG), None)
+    if desired is None:
+        return DumpCheck(False, (), "no config.toml rendered")
+    binary = find_binary(paths.root, paths.real(paths.containerd_socket))
+    check = check_loaded(binary, desired.content.decode("utf-8"), prepared.imported, paths, prepared.rendered.config.auth_hosts)
+    return DumpCheck(check.ran, tuple(redact(p, prepared.rendered.secrets) for p in check.problems), check.note)
