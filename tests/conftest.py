@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import shutil
+import socket
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,71 @@ def unit_daemon(root: Path, config: Path | str):  # -> nodecfg.daemon.Daemon
             node_name="n",
         )
     )
+
+
+# Servers that fail the ways a mirror fails, on 127.0.0.1, each as "127.0.0.1:<port>".
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts every connection, reads the request, never answers (a hung registry, a proxy with no backend)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _addr = listener.accept()
+            except OSError:
+                return  # closed at the end of the test
+            held.append(conn)
+            threading.Thread(target=lambda c=conn: _drain(c), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def _drain(conn: socket.socket) -> None:
+    try:
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def unavailable_server() -> Iterator[str]:
+    """Answers every request with 503 Service Unavailable."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[str]:
+    """A port that is bound and never listens: every connection is refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    try:
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+    finally:
+        s.close()

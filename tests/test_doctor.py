@@ -242,6 +242,21 @@ def test_unreachable_registry_without_mirrors_fails(tmp_path):
     assert c["status"] == "fail" and "ConnectionRefusedError" in c["detail"]
 
 
+def test_a_registry_that_takes_the_connection_and_never_answers_is_its_own_failure(tmp_path, silent_server):
+    content = f'server = "http://{silent_server}"\n' + STUB
+    node = make_node(tmp_path, dirs={"reg.example": {"hosts.toml": content}})
+    rc, r = doctor(node, "--no-cri", "--probe-timeout", "0.3")
+    assert rc == 1 and not by_id(r, "net.connect")
+    (c,) = by_id(r, "net.no_answer")
+    assert c["status"] == "fail" and "connected to 127.0.0.1 (literal address) but no answer to GET /v2/" in c["title"]
+    assert (
+        c["detail"].startswith("no response headers within 0.3s;")
+        and "containerd 2.3+ waits 30 s for each request" in c["detail"]
+    )
+    _rc, text, _err = run("doctor", "--root", str(node), "--containerd-version", "1.6.20", "--no-cri", "--probe-timeout", "0.3")
+    assert "but no answer to GET /v2/" in text and "no response headers within 0.3s" in text
+
+
 def test_containerd_not_running_is_a_failure(tmp_path):
     rc, r = doctor(make_node(tmp_path), "--no-network", "--containerd-socket", "/run/nope.sock")
     assert rc == 1 and by_id(r, "containerd.cri")[0]["status"] == "fail"

@@ -19,6 +19,7 @@ from nodecfg.daemon.files import BAD_INPUTS_FILE, GOOD_CONFIG_FILE, PENDING_FILE
 from nodecfg.daemon.restarts import Restarts
 from nodecfg.node.cri import Health
 from nodecfg.node.paths import NodePaths
+from nodecfg.node.reach import Stage
 from nodecfg.node.restart import NoRestart
 from nodecfg.node.status import BadInput, DaemonStatus, MirrorStatus, read_status
 from tests.conftest import node_args, run, unit_daemon
@@ -393,7 +394,7 @@ def test_daemon_status_round_trips_with_the_keys_of_status_json(tmp_path: Path) 
         restart_policy="auto",
         restart_method="systemd",
         bad_inputs={"abc": BadInput("t", "r")},
-        mirrors=(MirrorStatus("docker.io", "https://m.example", False, 5.0, "2 failed", "timeout", 2, False),),
+        mirrors=(MirrorStatus("docker.io", "https://m.example", False, 5.0, "2 failed", "timeout", 2, False, Stage.NO_ANSWER),),
         last={"result": "ok", "trigger": "change"},
         updated=1.5,
     )
@@ -416,6 +417,7 @@ def test_daemon_status_round_trips_with_the_keys_of_status_json(tmp_path: Path) 
         "failsInARow",
         "inHostsToml",
         "inRotation",
+        "lastOutcome",
         "lastProbe",
         "reason",
         "registry",
@@ -424,6 +426,7 @@ def test_daemon_status_round_trips_with_the_keys_of_status_json(tmp_path: Path) 
     ]
     assert read_status(str(tmp_path)) == status
     assert DaemonStatus.from_json(status.to_json()).to_json() == data
+    assert data["mirrors"][0]["lastOutcome"] == "no-answer"
     assert "left out of hosts.toml: 2 failed" in status.mirrors[0].note()
 
 

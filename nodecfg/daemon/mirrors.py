@@ -7,8 +7,11 @@ pull around it at once, without a restart.
 
 The checker runs on its own thread and starts each probe on a daemon thread of its own, with the
 probe's deadline kept by the checker (DNS lookups have no timeout): a hanging mirror never blocks
-the reconcile loop, the other probes, or the daemon's exit. It only reports transitions (an endpoint out of rotation, or back) on
-the daemon's event queue; the reconcile loop renders "input minus sick endpoints".
+the reconcile loop, the other probes, or the daemon's exit. A probe given up at its deadline is
+judged by the step it had reached: one that had sent its request on a live connection is a mirror
+that is connected but does not answer (`Stage.NO_ANSWER`, what containerd 2.3+ waits 30 s for on
+each request). It only reports transitions (an endpoint out of rotation, or back) on the daemon's
+event queue; the reconcile loop renders "input minus sick endpoints".
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import structlog
 
 from nodecfg.node.paths import NodePaths
-from nodecfg.node.reach import Reached, node_hosts, reach
+from nodecfg.node.reach import Progress, Reached, Stage, no_answer, node_hosts, reach
 from nodecfg.render.hosts import MirrorEndpoint
 from nodecfg.spec.models import MirrorHealth
 
@@ -32,7 +35,7 @@ log = structlog.get_logger("nodecfg")
 JITTER = 0.2  # each probe waits interval * (1 +- 20 %), so a fleet's probes do not line up
 MAX_PARALLEL_PROBES = 16  # probes in flight at once (each on a daemon thread)
 Key = tuple[str, str]  # (registry, mirror URL)
-Reach = Callable[[MirrorEndpoint, float], Reached]
+Reach = Callable[[MirrorEndpoint, float, Progress], Reached]  # (endpoint, timeout, the steps it reaches)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Transition:
     to: str
     reason: str
     at: float  # wall clock
+    outcome: Stage  # the last probe's: for `out`, why it failed (e.g. NO_ANSWER); `back`, ANSWERED
 
 
 @dataclass
@@ -83,6 +87,7 @@ class EndpointHealth:
     transitions: dict[str, int] = field(default_factory=dict)
     due: float = 0.0  # monotonic
     busy_since: float | None = None  # monotonic start of the probe in flight
+    progress: Progress = field(default_factory=Progress)  # the step the probe in flight is at
     generation: int = 0  # bumped when a probe is given up: its late answer is ignored
 
     def observe(self, r: Reached, now: float) -> Transition | None:
@@ -91,18 +96,34 @@ class EndpointHealth:
         if r.answered:
             self.oks, self.fails = self.oks + 1, 0
             if not self.in_rotation and self.oks >= self.settings.back_after:
-                return self._move("back", f"{self.oks} good probes in a row ({r.describe()})", now)
+                return self._move("back", f"{self.oks} good probes in a row ({r.describe()})", r.stage, now)
         else:
             self.fails, self.oks = self.fails + 1, 0
             if self.in_rotation and self.fails >= self.settings.out_after:
-                return self._move("out", f"{self.fails} failed probes in a row, last: {r.describe()}", now)
+                return self._move("out", f"{self.fails} failed probes in a row, last: {r.describe()}", r.stage, now)
         return None
 
-    def _move(self, to: str, reason: str, now: float) -> Transition:
+    def _move(self, to: str, reason: str, outcome: Stage, now: float) -> Transition:
         self.in_rotation = to == "back"
         self.since, self.reason = now, reason
         self.transitions[to] = self.transitions.get(to, 0) + 1
-        return Transition(self.endpoint.registry, self.endpoint.url, to, reason, now)
+        return Transition(self.endpoint.registry, self.endpoint.url, to, reason, now, outcome)
+
+    def given_up(self) -> Reached:
+        """The result of the probe in flight, given up at its deadline: judged by the step it had reached.
+
+        The probe's own socket timeouts would say the same a moment later (connect, TLS, response
+        headers), but a DNS lookup has none, and they are per read: a server that trickles bytes never
+        trips them.
+        """
+        t, stage = self.settings.timeout_s, self.progress.stage
+        if stage is Stage.NO_ANSWER:
+            return no_answer(t)
+        if stage is Stage.CONNECT:
+            return Reached(stage, detail=f"no connection within {t:g}s")
+        if stage is Stage.TLS:
+            return Reached(stage, detail=f"no TLS handshake within {t:g}s")
+        return Reached(Stage.TIMEOUT, detail=f"no answer within {t:g}s")
 
     def to_json(self) -> dict[str, Any]:
         """For status.json, `nodecfg status`, `explain` and `doctor`."""
@@ -113,6 +134,7 @@ class EndpointHealth:
             "since": self.since,
             "reason": self.reason,
             "lastProbe": self.last.describe() if self.last else "",
+            "lastOutcome": self.last.stage.value if self.last else "",
             "failsInARow": self.fails,
         }
 
@@ -148,8 +170,8 @@ class MirrorChecker:
                 when = float(since) if isinstance(since, (int, float)) else time.time()
                 self._seed[(m["registry"], m["url"])] = (when, f"out of rotation before this start: {m.get('reason') or '?'}")
 
-    def _reach(self, ep: MirrorEndpoint, timeout: float) -> Reached:
-        return reach(ep.entry, self._pinned, self.paths, timeout, agent="nodecfg-health")
+    def _reach(self, ep: MirrorEndpoint, timeout: float, progress: Progress) -> Reached:
+        return reach(ep.entry, self._pinned, self.paths, timeout, agent="nodecfg-health", progress=progress)
 
     def update(self, endpoints: Sequence[MirrorEndpoint], settings: Mapping[str, MirrorHealth]) -> dict[str, frozenset[str]]:
         """The endpoints of the input just rendered; health is kept for the ones that stay.
@@ -226,7 +248,7 @@ class MirrorChecker:
     def _round(self) -> float:
         """Start the probes that are due, give up those past their timeout; seconds to wait."""
         now = time.monotonic()
-        due: list[tuple[EndpointHealth, int]] = []
+        due: list[tuple[EndpointHealth, int, Progress]] = []
         late: list[EndpointHealth] = []
         with self.lock:
             in_flight = sum(h.busy_since is not None for h in self.health.values())
@@ -236,23 +258,23 @@ class MirrorChecker:
                     if now - h.busy_since > h.settings.timeout_s:
                         late.append(h)
                 elif h.due <= now and in_flight < MAX_PARALLEL_PROBES:
-                    h.busy_since, in_flight = now, in_flight + 1
-                    due.append((h, h.generation))
+                    h.busy_since, h.progress, in_flight = now, Progress(), in_flight + 1
+                    due.append((h, h.generation, h.progress))
             waits = [h.due - now for h in self.health.values() if h.busy_since is None]
             waits += [h.busy_since + h.settings.timeout_s - now for h in self.health.values() if h.busy_since is not None]
         for h in late:
-            self._finish(h, None, Reached("timeout", detail=f"no answer within {h.settings.timeout_s:g}s"))
+            self._finish(h, None, h.given_up())
         if due:
             self._pinned = node_hosts(self.paths)
-        for h, gen in due:
-            threading.Thread(target=self._probe, args=(h, gen), name="nodecfg-probe", daemon=True).start()
+        for h, gen, progress in due:
+            threading.Thread(target=self._probe, args=(h, gen, progress), name="nodecfg-probe", daemon=True).start()
         return max(0.02, min(waits, default=1.0))
 
-    def _probe(self, h: EndpointHealth, generation: int) -> None:
+    def _probe(self, h: EndpointHealth, generation: int, progress: Progress) -> None:
         try:
-            r = self.probe(h.endpoint, h.settings.timeout_s)
+            r = self.probe(h.endpoint, h.settings.timeout_s, progress)
         except Exception as e:  # a bug in a probe must not stop the checker
-            r = Reached("probe", detail=f"{type(e).__name__}: {e}")
+            r = Reached(Stage.PROBE, detail=f"{type(e).__name__}: {e}")
         self._finish(h, generation, r)
 
     def _finish(self, h: EndpointHealth, generation: int | None, r: Reached) -> None:
@@ -266,5 +288,5 @@ class MirrorChecker:
             h.due = time.monotonic() + h.settings.interval_s * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 (jitter)
         self._wake.set()
         if t is not None:
-            log.warning("mirror", registry=t.registry, endpoint=t.url, to=t.to, reason=t.reason)
+            log.warning("mirror", registry=t.registry, endpoint=t.url, to=t.to, outcome=t.outcome.value, reason=t.reason)
             self.on_transition(t)

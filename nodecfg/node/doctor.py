@@ -21,7 +21,7 @@ from nodecfg.node.config_files import imported_files
 from nodecfg.node.containerd import check_loaded, find_binary, started_before_config
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.paths import NodePaths
-from nodecfg.node.reach import host_and_port, node_hosts, reach
+from nodecfg.node.reach import Stage, host_and_port, node_hosts, reach
 from nodecfg.node.state import load_state
 from nodecfg.node.status import daemon_mirrors
 from nodecfg.oncall.diagnose import (
@@ -230,7 +230,7 @@ def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) ->
     host, _port = host_and_port(e)
     title = f"{e.url} ({p.used_by})"
     r = reach(e, pinned, paths, timeout, agent="nodecfg-doctor")
-    if r.stage == "dns":
+    if r.stage is Stage.DNS:
         return Check(
             "net.dns",
             Status.WARN if p.has_fallback_before else Status.FAIL,
@@ -238,7 +238,7 @@ def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) ->
             r.detail,
             f"check DNS for {host} on the node",
         )
-    if r.stage == "untrusted":
+    if r.stage is Stage.UNTRUSTED:
         return Check(
             "net.tls",
             Status.FAIL,
@@ -246,7 +246,18 @@ def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) ->
             r.detail,
             "give the registry's CA (caFile) in registries.yaml",
         )
-    if r.stage != "answered":
+    if r.stage is Stage.NO_ANSWER:
+        return Check(
+            "net.no_answer",
+            Status.WARN if p.has_fallback_before else Status.FAIL,
+            f"{title}: connected to {r.address} ({r.how}) but no answer to GET {e.path}/"
+            + (" (only the fallback after the mirrors)" if p.has_fallback_before else ""),
+            f"{r.detail}; containerd 2.3+ waits 30 s for each request to it before trying the next host,"
+            " older releases until the pull is cancelled",
+            "the server takes connections but does not serve them: check the registry process, or the proxy or"
+            " load balancer in front of it and its backends",
+        )
+    if r.stage is not Stage.ANSWERED:
         return Check(
             "net.connect",
             Status.WARN if p.has_fallback_before else Status.FAIL,

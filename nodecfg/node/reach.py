@@ -6,6 +6,11 @@ The node's name resolution, the endpoint's TLS (CA, client pair, skip_verify), t
 Used by `doctor` (one probe per endpoint, explained) and by the daemon's mirror health checks
 (one probe per endpoint per interval). No credentials are ever sent: a registry that wants them
 answers 401, which is an answer.
+
+A server that takes the connection (TCP, and TLS for https) and then sends no response headers
+is its own outcome, `Stage.NO_ANSWER`: it is what a hung registry process, or a proxy or load
+balancer with no backend to hand the request to, looks like, and what containerd 2.3+ gives up
+on after a fixed 30 s per request (docs/containerd.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 from nodecfg.containerd.hosts_toml import HostEntry
 from nodecfg.containerd.names import split_host_port
@@ -23,15 +29,36 @@ from nodecfg.node.fs import read_file
 from nodecfg.node.paths import ETC_HOSTS, NodePaths
 
 
-@dataclass(frozen=True)
-class Reached:
-    """What one probe found.
+class Stage(str, Enum):
+    """Where a probe stopped: the step that failed, or `ANSWERED`."""
 
-    `stage` is where it stopped: dns, connect, untrusted (the TLS certificate), tls (another
-    handshake failure), http, or answered.
+    DNS = "dns"  # the name did not resolve
+    CONNECT = "connect"  # TCP: refused, unreachable, or no connection within the timeout
+    UNTRUSTED = "untrusted"  # the TLS certificate
+    TLS = "tls"  # another TLS handshake failure
+    HTTP = "http"  # the request or the response failed (reset, closed, not HTTP)
+    NO_ANSWER = "no-answer"  # connected (and TLS done), request sent, no response headers within the timeout
+    ANSWERED = "answered"  # an HTTP status came back (`Reached.answered` says whether it counts as up)
+    TIMEOUT = "timeout"  # given up at its deadline by the daemon's checker in a step with no timeout of its own (DNS)
+    PROBE = "probe"  # the probe itself failed (a bug, not the registry)
+
+
+@dataclass
+class Progress:
+    """The step a probe in flight is at, for whoever gives it up at a deadline (the daemon's checker).
+
+    `stage` is what a failure of the current step would be reported as: `NO_ANSWER` once the
+    request is sent and the probe waits for the response headers.
     """
 
-    stage: str
+    stage: Stage = Stage.DNS
+
+
+@dataclass(frozen=True)
+class Reached:
+    """What one probe found: where it stopped (`Stage`), and what it saw there."""
+
+    stage: Stage
     status: int | None = None  # the HTTP status, when the registry answered
     detail: str = ""  # the error, for a probe that did not get an answer
     address: str = ""
@@ -41,13 +68,20 @@ class Reached:
     @property
     def answered(self) -> bool:
         """An HTTP answer below 500: the server is up (2xx and 401 are registry API answers)."""
-        return self.stage == "answered" and self.status is not None and self.status < 500
+        return self.stage is Stage.ANSWERED and self.status is not None and self.status < 500
 
     def describe(self) -> str:
         """One line for logs and status (no secrets: probes carry none)."""
-        if self.stage == "answered":
+        if self.stage is Stage.ANSWERED:
             return f"HTTP {self.status} in {self.seconds * 1000:.0f} ms"
-        return f"{self.stage} failed: {self.detail}"
+        if self.stage is Stage.NO_ANSWER:
+            return f"connected but no answer: {self.detail}"
+        return f"{self.stage.value} failed: {self.detail}"
+
+
+def no_answer(timeout: float, address: str = "", how: str = "", seconds: float = 0.0) -> Reached:
+    """The outcome of a probe whose request went out and whose response headers did not come back in time."""
+    return Reached(Stage.NO_ANSWER, detail=f"no response headers within {timeout:g}s", address=address, how=how, seconds=seconds)
 
 
 def node_hosts(paths: NodePaths) -> dict[str, str]:
@@ -83,53 +117,86 @@ def host_and_port(e: HostEntry) -> tuple[str, int]:
     return host, int(port_text) if port_text else (80 if e.scheme == "http" else 443)
 
 
-def reach(e: HostEntry, pinned: dict[str, str], paths: NodePaths, timeout: float, agent: str = "nodecfg") -> Reached:
-    """DNS, TCP, TLS and GET <API root>/, each step bounded by `timeout` seconds."""
+def _wrap_tls(sock: socket.socket, e: HostEntry, paths: NodePaths, name: str) -> socket.socket:
+    """The TLS handshake with the endpoint's CA, client pair and skip_verify, as containerd does it."""
+    ctx = ssl.create_default_context()
+    for ca in e.ca:
+        ctx.load_verify_locations(cafile=paths.real(ca))
+    for cert, key in e.client[:1]:
+        # No passphrase (containerd has none to give): an encrypted key fails here
+        # instead of OpenSSL prompting on the terminal.
+        ctx.load_cert_chain(paths.real(cert), paths.real(key) if key else None, password=lambda: "")
+    if e.skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(sock, server_hostname=name)
+
+
+def _get(sock: socket.socket, e: HostEntry, name: str, port: int, *, timeout: float, agent: str, at: Progress) -> int:
+    """The status of `GET <API root>/` over the connection made; TimeoutError when no response headers come in time."""
+    # The connection is made (to the address found the node's way, with SNI for the name);
+    # http.client only speaks HTTP over it, with the right Host header.
+    conn = http.client.HTTPConnection(name, port, timeout=timeout)
+    conn.sock = sock
+    # Host as containerd sends it: the URL's host[:port] as written (http.client would add
+    # the scheme's default port, which an exact-host router may not match).
+    conn.request("GET", f"{e.path}/", headers={"Host": e.host, "User-Agent": agent})
+    at.stage = Stage.NO_ANSWER
+    return conn.getresponse().status
+
+
+def reach(
+    e: HostEntry,
+    pinned: dict[str, str],
+    paths: NodePaths,
+    timeout: float,
+    *,
+    agent: str = "nodecfg",
+    progress: Progress | None = None,
+) -> Reached:
+    """DNS, TCP, TLS and GET <API root>/, each step bounded by `timeout` seconds.
+
+    `progress`, when given, follows the steps (for a caller that keeps a deadline of its own).
+    """
+    at = progress or Progress()
     host, port = host_and_port(e)
     started = time.monotonic()
     try:
         addr, how = _resolve(host, port, pinned)
     except OSError as err:
-        return Reached("dns", detail=str(err), seconds=time.monotonic() - started)
+        return Reached(Stage.DNS, detail=str(err), seconds=time.monotonic() - started)
+
+    def stopped(stage: Stage, detail: str = "", status: int | None = None) -> Reached:
+        return Reached(stage, status, detail, address=addr, how=how, seconds=time.monotonic() - started)
+
     name = host.strip("[]")
+    at.stage = Stage.CONNECT
     try:
         sock: socket.socket = socket.create_connection((addr, port), timeout=timeout)
     except OSError as err:
-        return Reached(
-            "connect", detail=f"{type(err).__name__}: {err}", address=addr, how=how, seconds=time.monotonic() - started
-        )
+        return stopped(Stage.CONNECT, f"{type(err).__name__}: {err}")
     try:
         if e.scheme == "https":
-            ctx = ssl.create_default_context()
-            for ca in e.ca:
-                ctx.load_verify_locations(cafile=paths.real(ca))
-            for cert, key in e.client[:1]:
-                # No passphrase (containerd has none to give): an encrypted key fails here
-                # instead of OpenSSL prompting on the terminal.
-                ctx.load_cert_chain(paths.real(cert), paths.real(key) if key else None, password=lambda: "")
-            if e.skip_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            sock = ctx.wrap_socket(sock, server_hostname=name)
+            at.stage = Stage.TLS
+            sock = _wrap_tls(sock, e, paths, name)
     except ssl.SSLCertVerificationError as err:
         sock.close()
-        return Reached(
-            "untrusted", detail=err.verify_message or str(err), address=addr, how=how, seconds=time.monotonic() - started
-        )
+        return stopped(Stage.UNTRUSTED, err.verify_message or str(err))
     except (OSError, ssl.SSLError) as err:
         sock.close()
-        return Reached("tls", detail=f"{type(err).__name__}: {err}", address=addr, how=how, seconds=time.monotonic() - started)
+        return stopped(Stage.TLS, f"{type(err).__name__}: {err}")
+    at.stage = Stage.HTTP
     try:
-        # The connection is made above (to the address found the node's way, with SNI for the
-        # name); http.client only speaks HTTP over it, with the right Host header.
-        conn = http.client.HTTPConnection(name, port, timeout=timeout)
-        conn.sock = sock
-        # Host as containerd sends it: the URL's host[:port] as written (http.client would add
-        # the scheme's default port, which an exact-host router may not match).
-        conn.request("GET", f"{e.path}/", headers={"Host": e.host, "User-Agent": agent})
-        status = conn.getresponse().status
+        status = _get(sock, e, name, port, timeout=timeout, agent=agent, at=at)
+    except TimeoutError as err:
+        if at.stage is not Stage.NO_ANSWER:  # the request itself could not be sent in time
+            return stopped(Stage.HTTP, f"{type(err).__name__}: {err}")
+        # The request went out on a live connection and no complete status line and headers came
+        # back in time (one that sends part of them and stops is the same to containerd: its
+        # limit is on the whole response header).
+        return no_answer(timeout, address=addr, how=how, seconds=time.monotonic() - started)
     except (OSError, http.client.HTTPException) as err:
-        return Reached("http", detail=f"{type(err).__name__}: {err}", address=addr, how=how, seconds=time.monotonic() - started)
+        return stopped(Stage.HTTP, f"{type(err).__name__}: {err}")
     finally:
         sock.close()
-    return Reached("answered", status=status, address=addr, how=how, seconds=time.monotonic() - started)
+    return stopped(Stage.ANSWERED, status=status)

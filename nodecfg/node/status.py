@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from nodecfg.node.fs import read_file
+from nodecfg.node.reach import Stage
 
 STATUS_FILE = "status.json"  # the daemon's last reconcile, read by `nodecfg status`
 _SCALARS: dict[str, type] = {"str": str, "bool": bool, "int": int, "float": float}
@@ -93,15 +94,16 @@ class MirrorStatus:
     last_probe: str = ""
     fails_in_a_row: int = 0
     in_hosts_toml: bool = False  # False: the render left it out (out of rotation, with somewhere else to pull from)
+    last_outcome: Stage | None = None  # where the last probe stopped (NO_ANSWER: connected, no response headers); None before one
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for `mirrors` in status.json."""
-        return _to_json(self)
+        """Plain data for `mirrors` in status.json (`lastOutcome` is the Stage's value, "" before a probe)."""
+        return _to_json(self, {"last_outcome": lambda s: s.value if s is not None else ""})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MirrorStatus:
-        """Inverse of to_json; missing fields take their defaults."""
-        return cls(**_from_json(cls, data))
+        """Inverse of to_json; missing fields take their defaults, an outcome this reader does not know reads as None."""
+        return cls(**_from_json(cls, data, {"last_outcome": _stage}))
 
     def note(self) -> str:
         """'mirror X (registry Y) out of rotation since T, ...: reason' for a sick mirror, else ''."""
@@ -140,6 +142,10 @@ class DaemonStatus:
     def to_bytes(self) -> bytes:
         """status.json content (sorted keys, as the daemon has always written it)."""
         return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _stage(data: Any) -> Stage | None:
+    return next((s for s in Stage if s.value == data), None)
 
 
 def _mirrors(data: Any) -> tuple[MirrorStatus, ...]:

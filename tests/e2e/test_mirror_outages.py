@@ -16,6 +16,9 @@ from tests.e2e.harness import run_nodecfg
 from tests.e2e.releases import Release
 
 FAST = "health: {interval: 300ms, timeout: 1s, outAfter: 2, backAfter: 2}"
+# Where the probe of each failure mode stops (`lastOutcome` in status.json, `outcome` in the log):
+# a hanging mirror takes the connection and sends no response headers, which is its own outcome.
+OUTCOME = {"hang": "no-answer", "refuse": "connect", "reset": "http", "503": "answered"}
 
 
 def hosts_toml(node: Node, registry: str) -> str:
@@ -44,12 +47,16 @@ def test_a_sick_mirror_is_routed_around_in_every_failure_mode_and_put_back(node:
             assert node.pull(ref) == upstream_id, mode  # the pull no longer reaches the sick mirror
             out = [m for m in status(node)["mirrors"] if m["url"] == f"http://{flaky.host}"]
             assert out and not out[0]["inRotation"] and not out[0]["inHostsToml"], out
+            assert out[0]["lastOutcome"] == OUTCOME[mode], out
+            if mode == "hang":
+                assert "last: connected but no answer: no response headers within 1s" in out[0]["reason"], out
             explained = node.explain(ref)
             assert any(f"http://{flaky.host}" in n and "out of rotation" in n for n in explained["notes"]), explained
             if mode == "hang":
                 r = run_nodecfg("doctor", "-o", "json", "--no-network", "--no-cri", *node.nodecfg_args())
                 flagged = [c for c in json.loads(r.stdout)["checks"] if c["id"] == "mirror.out"]
                 assert flagged and flaky.host in flagged[0]["title"] and flagged[0]["status"] == "warn", r.stdout
+                assert "connected but no answer" in flagged[0]["detail"], r.stdout
             flaky.set("forward")
             d.wait_for(f"{mode}: the mirror back", lambda: flaky.host in hosts_toml(node, up), timeout=20)
             assert node.pull(ref) == mirror_id, mode
@@ -64,6 +71,7 @@ def test_a_sick_mirror_is_routed_around_in_every_failure_mode_and_put_back(node:
         assert d.metric_labeled("nodecfg_mirror_up") == 1
         moves = [e for e in d.events() if e.get("event") == "mirror"]
         assert [e["to"] for e in moves] == ["out", "back"] * 4, moves
+        assert [e["outcome"] for e in moves] == [o for mode in OUTCOME for o in (OUTCOME[mode], "answered")], moves
         assert d.stop() == 0
     finally:
         flaky.set("forward")
