@@ -106,12 +106,23 @@ def _plugins(tree: dict[str, Any]) -> dict[str, Any]:
     return plugins
 
 
-def _rename_short_plugins(tree: dict[str, Any]) -> None:
-    """Rename short plugin names as containerd's v1Migrate does: `plugins.cri` -> `plugins."io.containerd.grpc.v1.cri"`."""
+def _rename_short_plugins(tree: dict[str, Any], where: str) -> list[str]:
+    """Rename short plugin names as containerd's v1Migrate does: `plugins.cri` -> `plugins."io.containerd.grpc.v1.cri"`.
+
+    A file that names the CRI plugin both ways is a problem: v1Migrate walks a Go map, so which of
+    the two tables survives differs from one start to the next.
+    """
     plugins = _plugins(tree)
+    problems: list[str] = []
     for short, long in _SHORT_NAMES.items():
         if short in plugins:
+            if long in plugins:
+                problems.append(
+                    f'{where}: a version 1 file with both [plugins.{short}] and [plugins."{long}"]: containerd 2.x '
+                    "keeps one of the two at random on each start; merge them into one"
+                )
             plugins[long] = plugins.pop(short)
+    return problems
 
 
 def _cri_migrate(tree: dict[str, Any]) -> None:
@@ -219,11 +230,11 @@ def _load_2x(files: Sequence[ConfigFile], release: ContainerdVersion) -> Effecti
                 )
             if v < highest:
                 if v <= 1:
-                    _rename_short_plugins(one)
+                    problems += _rename_short_plugins(one, f.path)
                 _cri_migrate(one)
                 v = highest
         elif v <= 1:
-            _rename_short_plugins(one)
+            problems += _rename_short_plugins(one, f.path)
             v = version
         loaded.append(f.path)
         one.pop("version", None)

@@ -456,7 +456,7 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 # Images: an OCI layout written by hand, pushed with skopeo.
 
 
-def _goarch() -> str:
+def goarch() -> str:
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
 
@@ -487,7 +487,7 @@ def build_oci_layout(layout: Path, tag: str, content: str) -> Image:
     layer_tar = raw.getvalue()
     layer_digest, layer_size = _blob(layout, gzip.compress(layer_tar, mtime=0))
     config = {
-        "architecture": _goarch(),
+        "architecture": goarch(),
         "os": "linux",
         "config": {"Env": ["PATH=/"], "Labels": {"nodecfg.e2e": content}},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
@@ -596,7 +596,7 @@ class Containerd:
                 snapshotter += '[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "native"\n'
             snapshotter += (
                 '[[plugins."io.containerd.transfer.v1.local".unpack_config]]\n'
-                f'  platform = "linux/{_goarch()}"\n  snapshotter = "native"\n'
+                f'  platform = "linux/{goarch()}"\n  snapshotter = "native"\n'
             )
         return head + snapshotter + extra
 
