@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from nodecfg import cli
+from nodecfg.containerd import paths as containerd_paths
 from nodecfg.daemon.server import PATHS, parse_listen
 from nodecfg.node.paths import ETC_HOSTS
 from nodecfg.spec.loader import load_config
@@ -96,7 +97,8 @@ def test_manifests_use_only_what_nodecfg_has(kustomization: str) -> None:
         assert parsed.restart_method == "systemd"
         assert parsed.root + parsed.systemd_bus in mounts
         assert volumes[mounts[parsed.root + parsed.systemd_bus]["name"]]["hostPath"]["type"] == "Socket"
-        assert any((parsed.root + parsed.containerd_socket).startswith(p) for p in mounts)
+        socket = parsed.containerd_socket or containerd_paths.SOCKET  # unset: config.toml's, else the default
+        assert any((parsed.root + socket).startswith(p) for p in mounts)
     assert any(e["name"] == "NODE_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName" for e in container["env"])
     if parsed.command == "run":
         # The input is in the generated ConfigMap, under the name the file has there.

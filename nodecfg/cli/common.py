@@ -8,11 +8,13 @@ import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
 
 from nodecfg.containerd.durations import parse_duration
+from nodecfg.node.config_files import configured_socket
 from nodecfg.node.fs import NodeError
 from nodecfg.node.lock import LockWaitStopped, StateLock, Waiting
 from nodecfg.node.paths import NodePaths
@@ -25,14 +27,16 @@ if TYPE_CHECKING:
 
 
 def paths_from(args: argparse.Namespace) -> NodePaths:
-    """The node's paths as the input and node options give them."""
-    return NodePaths(
-        root=args.root,
-        containerd_config=args.containerd_config,
-        hosts_dir=args.hosts_dir,
-        state_dir=args.state_dir,
-        containerd_socket=args.containerd_socket,
+    """The node's paths as the input and node options give them.
+
+    Without --containerd-socket, the socket is the gRPC address containerd's config.toml (and what
+    it imports) sets, where containerd listens; else containerd's default.
+    """
+    paths = NodePaths(
+        root=args.root, containerd_config=args.containerd_config, hosts_dir=args.hosts_dir, state_dir=args.state_dir
     )
+    socket = args.containerd_socket or configured_socket(paths)
+    return replace(paths, containerd_socket=socket) if socket else paths
 
 
 def wait_timeout(args: argparse.Namespace) -> float:

@@ -191,7 +191,7 @@ def cmd_uninstall(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"config.toml changed: restart containerd for it to take effect ({paths.containerd_config})", file=out)
         else:
             restarter.restart(RESTART_TIMEOUT_S)
-            health = wait_healthy(paths.real(args.containerd_socket), UNINSTALL_HEALTH_TIMEOUT_S, lambda h: h.ready)
+            health = wait_healthy(paths.real(paths.containerd_socket), UNINSTALL_HEALTH_TIMEOUT_S, lambda h: h.ready)
             print(f"containerd restarted: {health.describe()}", file=out)
             if not health.ready:
                 return EXIT_ERROR

@@ -53,7 +53,7 @@ def cmd_images(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = None
     if args.mirror is None:
         config = load_input(read_input(args.config), args.config, args.input_format).config
-    socket_real = paths.real(args.containerd_socket)
+    socket_real = paths.real(paths.containerd_socket)
     if not os.path.exists(socket_real):
         print(f"error: containerd is not running here: no socket {socket_real} (see --containerd-socket)", file=err)
         return EXIT_ERROR
@@ -92,7 +92,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_ERROR
     paths = paths_from(args)
     view = read_node_view(paths, detect_target(paths, args.containerd_version))
-    socket_real = None if args.no_cri else paths.real(args.containerd_socket)
+    socket_real = None if args.no_cri else paths.real(paths.containerd_socket)
     checks = doctor(paths, view, socket_real=socket_real, network=not args.no_network, timeout=args.probe_timeout)
     counts = {s: sum(c.status is s for c in checks) for s in Status}
     failed = counts[Status.FAIL] > 0

@@ -84,7 +84,7 @@ def _input_options() -> argparse.ArgumentParser:
         "--containerd-socket",
         "containerd's socket, as a host path: its release (CRI Version), health and images",
         env="NODECFG_CONTAINERD_SOCKET",
-        default=_PATHS.containerd_socket,
+        shown=f"the gRPC address config.toml sets (version 4: in io.containerd.server.v1.grpc), else {_PATHS.containerd_socket}",
     )
     g.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format (default %(default)s)")
     return common

@@ -252,6 +252,30 @@ def _load_2x(files: Sequence[ConfigFile], release: ContainerdVersion) -> Effecti
     return Effective(_registry_at(tree, IMAGES), tuple(loaded), version, tuple(problems))
 
 
+SERVER_GRPC = "io.containerd.server.v1.grpc"
+
+
+def grpc_address(files: Sequence[ConfigFile]) -> str | None:
+    """The socket containerd listens on, as its files set it (None: containerd's default).
+
+    Version 4 (2.3+) moved `[grpc]` into the `io.containerd.server.v1.grpc` plugin; older
+    versions keep the top-level table, which 2.3+ migrate into it. A later file wins.
+    """
+    address: str | None = None
+    for f in files:
+        if f.plain is None:
+            break
+        if raw_version(f.plain) >= 4:
+            plugins = f.plain.get("plugins")
+            table = plugins.get(SERVER_GRPC) if isinstance(plugins, Mapping) else None
+        else:
+            table = f.plain.get("grpc")
+        value = table.get("address") if isinstance(table, Mapping) else None
+        if isinstance(value, str) and value:
+            address = value
+    return address
+
+
 def effective_config(files: Sequence[ConfigFile], release: ContainerdVersion) -> Effective:
     """The registry settings containerd `release` runs with, from its files in load order.
 

@@ -14,8 +14,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from nodecfg.containerd.effective import ConfigFile, import_patterns
-from nodecfg.containerd.versions import ContainerdVersion
+from nodecfg.containerd.effective import ConfigFile, grpc_address, import_patterns
+from nodecfg.containerd.versions import CONFIG_V4, ContainerdVersion
 from nodecfg.node.fs import NodeError, list_dir, read_file
 from nodecfg.node.paths import NodePaths
 
@@ -83,3 +83,21 @@ def imported_files(paths: NodePaths, main: Mapping[str, Any], release: Container
             out.append(ConfigFile(path, plain))
             queue += import_patterns(plain, path, release)
     return out
+
+
+def configured_socket(paths: NodePaths) -> str | None:
+    """The gRPC socket config.toml (with what it imports) sets, as a host path.
+
+    None when it sets none or cannot be read: containerd's default applies, and the reads that
+    follow say why.
+    """
+    try:
+        content = read_file(paths.real(paths.containerd_config), limit=MAX_FILE_BYTES).content
+        if content is None:
+            return None
+        main = tomllib.loads(content.decode("utf-8"))
+        # Import rules are the same on every release but 1.6's relative globs: 2.3's are used.
+        files = [ConfigFile(paths.containerd_config, main), *imported_files(paths, main, CONFIG_V4)]
+    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return grpc_address(files)

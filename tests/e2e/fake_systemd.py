@@ -8,8 +8,10 @@ systemd's `org.freedesktop.systemd1.NoSuchUnit` error.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +37,17 @@ class DBusDaemon:
                 stderr=subprocess.STDOUT,
             )
         wait_for_path(self.socket, self.proc, self.log)
+        # The socket file appears at bind(), before listen(): a connect in between is refused.
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(str(self.socket))
+                    break
+                except ConnectionRefusedError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+            time.sleep(0.02)
 
     @property
     def address(self) -> str:
