@@ -84,3 +84,12 @@ def test_a_leftover_table_fails_on_2_3(tmp_path: Path) -> None:
 def test_a_leftover_table_is_not_read_on_2_0(tmp_path: Path) -> None:
     rc, checks, _ = shadowed(make_node(tmp_path, LEFTOVER), "2.0.11")
     assert rc == 0 and checks == []
+
+
+def test_a_leftover_table_that_drops_the_credentials_fails_on_2_3(tmp_path: Path) -> None:
+    config = f'version = 3\n[{NEW}.registry]\n  config_path = "{HOSTS}"\n' + auth(NEW, "main")
+    config += f'[{OLD}.registry]\n  config_path = "{HOSTS}"\n'  # the same config_path, no credentials
+    rc, (c,), _ = shadowed(make_node(tmp_path, config), "2.3.4")
+    assert rc == 1
+    assert f"[{OLD}.registry] is left from version 2" in c["detail"]
+    assert "(not its credentials for reg.example)" in c["detail"] and "config_path" not in c["detail"]
