@@ -262,10 +262,14 @@ def _shadowed(
     own_path = own_path if isinstance(own_path, str) and own_path else None
     out: list[str] = []
     alone = effective_config(files[:1], target.version)
-    if reads_leftover(plain, target.version) and alone.config_path != own_path:
+    own_hosts = _auth_kinds(own) if isinstance(own, Mapping) else {}
+    own_auth = sorted(h for h in own_hosts if alone.auth(h) != get_path(own, ("configs", h, "auth")))
+    lost = [f"config_path {alone.config_path!r}, not {own_path!r}"] if alone.config_path != own_path else []
+    lost += [f"not its credentials for {', '.join(own_auth)}"] if own_auth else []
+    if reads_leftover(plain, target.version) and lost:
         out.append(
             f"{where}: [{table_label(V2_TABLE)}] is left from version 2 and containerd {target.version} reads it instead of "
-            f"[{table_label(table)}] (config_path {alone.config_path!r}, not {own_path!r}): `nodecfg apply` moves it"
+            f"[{table_label(table)}] ({'; '.join(lost)}): `nodecfg apply` moves it"
         )
     if effective.config_path != alone.config_path:
         by = first_change(files, target.version, lambda e: e.config_path == effective.config_path)
