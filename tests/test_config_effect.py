@@ -91,7 +91,7 @@ def test_on_1_x_a_drop_in_naming_the_cri_plugin_replaces_its_whole_table() -> No
     drop_in = f'version = 2\n[{OLD}]\n  sandbox_image = "pause:drop"\n'
     path_problem, auth_problem = refused("1.6.20", MAIN_V2, drop_in)
     assert f"{DROP}, which /etc/containerd/config.toml imports, overrides it" in path_problem
-    assert "containerd 1.x replaces a plugin's whole table" in path_problem and "config_path = None" in path_problem
+    assert "containerd 1.x replaces a plugin's whole table" in path_problem and "it would read no config_path" in path_problem
     assert "credentials for reg.example" in auth_problem and "it would read none for it" in auth_problem
 
 

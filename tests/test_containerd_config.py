@@ -317,7 +317,7 @@ def test_new_keys_take_the_indentation_of_the_tables_keys_and_new_tables_their_s
 
 def test_an_edit_that_would_mean_something_else_is_refused(monkeypatch):
     # The double check: the tomlkit edit must parse (tomllib) to exactly the intended tree.
-    import nodecfg.render.config_edit as cc
+    import nodecfg.render.toml_ops as cc
 
     monkeypatch.setattr(cc, "_tk_apply", lambda *args, **kwargs: None)  # an editor that loses the change
     with pytest.raises(ConfigError, match="could not edit this file without changing other settings"):

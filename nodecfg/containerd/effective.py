@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodecfg.containerd import versions
@@ -276,14 +276,29 @@ def grpc_address(files: Sequence[ConfigFile]) -> str | None:
     return address
 
 
+def _import_problems(f: ConfigFile) -> list[str]:
+    """`imports` that containerd cannot decode or open: not a list of non-empty strings."""
+    raw = f.plain.get("imports") if f.plain is not None else None
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return [f"{f.path}: imports is a {type(raw).__name__}, not a list of paths: containerd refuses to start"]
+    bad = [i for i, item in enumerate(raw) if not isinstance(item, str) or not item]
+    if bad:
+        return [
+            f"{f.path}: imports entry {bad[0] + 1} is not a path (an empty string or another type): containerd refuses to start"
+        ]
+    return []
+
+
 def effective_config(files: Sequence[ConfigFile], release: ContainerdVersion) -> Effective:
     """The registry settings containerd `release` runs with, from its files in load order.
 
     The main config.toml first, then what it imports, breadth-first, each path once.
     """
-    if release < versions.CONFIG_V3:
-        return _load_1x(files, release)
-    return _load_2x(files, release)
+    result = _load_1x(files, release) if release < versions.CONFIG_V3 else _load_2x(files, release)
+    bad = [p for f in files for p in _import_problems(f)]
+    return replace(result, problems=(*bad, *result.problems)) if bad else result
 
 
 def first_change(files: Sequence[ConfigFile], release: ContainerdVersion, differs: Any) -> str | None:

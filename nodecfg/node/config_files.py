@@ -9,6 +9,7 @@ Bounded: at most MAX_FILES files of at most MAX_FILE_BYTES each, regular files o
 from __future__ import annotations
 
 import fnmatch
+import os
 import posixpath
 import tomllib
 from collections.abc import Mapping
@@ -25,7 +26,12 @@ _GLOB_MAGIC = frozenset("*?[")
 
 
 def _glob(paths: NodePaths, pattern: str) -> list[str]:
-    """The host paths matching `pattern` (absolute), in Go's order: name order, level by level."""
+    """The host paths matching `pattern` (absolute), in Go's order: name order, level by level.
+
+    As Go's filepath.Glob: a name matches whatever it is (a dangling link too: containerd then
+    fails to read it, and so does nodecfg), and a directory that cannot be listed matches nothing.
+    Bounded: more than MAX_FILES matches at any level is refused.
+    """
     parts = [p for p in pattern.split("/") if p]
     found = ["/"]
     for part in parts:
@@ -34,26 +40,24 @@ def _glob(paths: NodePaths, pattern: str) -> list[str]:
             if _GLOB_MAGIC.isdisjoint(part):
                 nxt.append(posixpath.join(base, part))
                 continue
-            for name in sorted(list_dir(paths.real(base))):
-                if fnmatch.fnmatchcase(name, part.replace("[^", "[!")):
-                    nxt.append(posixpath.join(base, name))
+            try:
+                names = sorted(list_dir(paths.real(base)))
+            except (NodeError, OSError):
+                continue
+            nxt += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part.replace("[^", "[!"))]
+            if len(nxt) > MAX_FILES:
+                raise NodeError(f"imports {pattern!r}: matches more than {MAX_FILES} entries")
         found = nxt
-    exists = []
-    for p in found:
-        try:
-            if read_file(paths.real(p), limit=MAX_FILE_BYTES).content is not None:
-                exists.append(p)
-        except NodeError:
-            exists.append(p)  # it is there; reading it again says why it cannot be used
-    return exists
+    return [p for p in found if os.path.lexists(paths.real(posixpath.dirname(p)) + "/" + posixpath.basename(p))]
 
 
 def _parse(text: bytes, path: str) -> Mapping[str, Any]:
     try:
         return tomllib.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise NodeError(
-            f"read {path} (imported by containerd's config): not valid TOML, containerd would refuse it: {e}"
+            f"read {path} (imported by containerd's config): not valid TOML, containerd would refuse it: {why}"
         ) from None
 
 
@@ -98,6 +102,6 @@ def configured_socket(paths: NodePaths) -> str | None:
         main = tomllib.loads(content.decode("utf-8"))
         # Import rules are the same on every release but 1.6's relative globs: 2.3's are used.
         files = [ConfigFile(paths.containerd_config, main), *imported_files(paths, main, CONFIG_V4)]
-    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, OSError):
         return None
     return grpc_address(files)

@@ -21,7 +21,7 @@ import tomlkit.exceptions
 from nodecfg.containerd.config_toml import V2_TABLE, V3_TABLE, get_path
 from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.versions import ASSUMED, ContainerdTarget, ContainerdVersion, VersionSource
-from nodecfg.node.fs import atomic_write, host_path, read_file
+from nodecfg.node.fs import NodeError, atomic_write, host_path, list_dir, read_file
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.state import State, load_state
 
@@ -244,13 +244,15 @@ def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, 
     except (OSError, subprocess.SubprocessError) as e:
         return DumpCheck(False, (), f"{binary} could not run here: {e}")
     if out.returncode != 0:
-        lines = [ln.strip() for ln in out.stderr.splitlines() if ln.strip()]
+        if not _runs(binary):  # a host binary this container cannot run (its libraries): the model stands
+            return DumpCheck(False, (), f"{binary} does not run here")
+        lines = [_without_values(ln.strip()) for ln in out.stderr.splitlines() if ln.strip()]
         return DumpCheck(
             True, (f"containerd rejects the candidate config.toml: {lines[-1] if lines else 'exit ' + str(out.returncode)}",)
         )
     try:
         dumped = tomllib.loads(out.stdout)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         return DumpCheck(False, (), f"could not read containerd's config dump: {e}")
     table = dumped_registry_table(dumped)
     registry = get_path(dumped, table)
@@ -267,6 +269,23 @@ def check_with_containerd(binary: str | None, config_real: str, hosts_dir: str, 
     return DumpCheck(True, tuple(problems))
 
 
+def _runs(binary: str) -> bool:
+    """Whether `binary --version` works here."""
+    try:
+        return subprocess.run([binary, "--version"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# 1.x's TOML decoder quotes the value it cannot convert ("Can't convert 31415926535(int64) to
+# string"), and that value may be a password: only its type is kept.
+_CONVERT = re.compile(r"Can't convert (.*)\(([^()]*)\) to ")
+
+
+def _without_values(line: str) -> str:
+    return _CONVERT.sub(lambda m: f"Can't convert a {m.group(2)} value to ", line)
+
+
 def _with_imports(text: str, imports: list[str] | None) -> str:
     """`text` with its `imports` set to `imports` (None: removed); everything else as it is."""
     doc = tomlkit.parse(text)
@@ -275,6 +294,19 @@ def _with_imports(text: str, imports: list[str] | None) -> str:
     else:
         doc["imports"] = imports
     return doc.as_string()
+
+
+SCRATCH_PREFIX = "nodecfg-dump-"
+
+
+def _sweep_scratch(tmp: str) -> None:
+    """Remove the scratch directories of nodecfg processes that are gone (killed mid-check)."""
+    for name in list_dir(tmp):
+        if not name.startswith(SCRATCH_PREFIX):
+            continue
+        pid = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
 
 
 def check_loaded(
@@ -286,9 +318,14 @@ def check_loaded(
     DaemonSet's /host), it would read the container's files instead. So the files go into a
     private temp directory: config.toml importing each file nodecfg found (in containerd's order,
     a missing one as a path that does not exist), each imported file without imports of its own.
-    What containerd merges, and each file's `version`, stay the same.
+    What containerd merges, and each file's `version`, stay the same. Messages name the host's
+    files, not the copies.
     """
-    scratch = tempfile.mkdtemp(prefix="nodecfg-dump-")  # mode 0700: the candidate may hold credentials
+    if binary is None:
+        return DumpCheck(False, (), "no containerd binary found on the node")
+    tmp = tempfile.gettempdir()
+    _sweep_scratch(tmp)
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")  # mode 0700: the files may hold credentials
     try:
         names: list[str] = []
         for i, f in enumerate(imported):
@@ -301,9 +338,17 @@ def check_loaded(
                 continue
             atomic_write(name, _with_imports(content.decode("utf-8"), None).encode(), 0o600)
         main = os.path.join(scratch, "config.toml")
-        atomic_write(main, (_with_imports(text, names) if imported else text).encode(), 0o600)
-        return check_with_containerd(binary, main, paths.hosts_dir, auth_hosts)
-    except (tomlkit.exceptions.ParseError, UnicodeDecodeError) as e:
-        return DumpCheck(False, (), f"could not copy the imported files for containerd: {e}")
+        atomic_write(main, _with_imports(text, names).encode(), 0o600)
+        check = check_with_containerd(binary, main, paths.hosts_dir, auth_hosts)
+    except (tomlkit.exceptions.ParseError, UnicodeDecodeError, RecursionError, NodeError, OSError) as e:
+        return DumpCheck(False, (), f"could not copy the imported files for containerd: {type(e).__name__}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    renames = [(main, paths.containerd_config), *((n, f.path) for n, f in zip(names, imported, strict=True))]
+
+    def host_names(problem: str) -> str:
+        for copy, host in sorted(renames, key=lambda r: -len(r[0])):
+            problem = problem.replace(copy, host)
+        return problem
+
+    return DumpCheck(check.ran, tuple(host_names(p) for p in check.problems), check.note)

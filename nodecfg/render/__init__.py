@@ -236,6 +236,7 @@ def render(
     )
     etc_hosts = _etc_hosts(current_etc_hosts, config, layout)
     secrets = _secrets(config, [s for a in auths.values() for s in a.auth.secrets()], (current_config or "", edit.text))
+    secrets |= frozenset(v for f in imported if f.plain is not None for v in secret_values(f.plain))
     edit = ConfigEdit(edit.text, edit.registry_table, edit.holds_credentials, legacy, edit.auth_hosts, edit.warnings)
     routed = (*hosts.files, *etc_hosts, config_file)
     return Rendered(

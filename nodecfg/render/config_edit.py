@@ -1,22 +1,18 @@
 """Edit the registry part of containerd's config.toml, keeping everything else byte for byte.
 
-Pure: text in, text out. Each change is an operation (set a value / delete a key at a path) applied
-twice: to a tomlkit document, which keeps comments and layout, and to the plain `tomllib` parse of
-the original. The two results must be equal, so a layout quirk of tomlkit can never produce a
-config that means something other than intended.
+Pure: text in, text out. Each change is an operation (set a value / delete a key at a path),
+applied by `toml_ops` to the document and to its plain parse, which must mean the same.
 """
 
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import InlineTable, Table
 
 from nodecfg.containerd import versions
 from nodecfg.containerd.config_toml import (
@@ -32,9 +28,8 @@ from nodecfg.containerd.errors import ConfigError
 from nodecfg.containerd.legacy import Legacy, extract_legacy
 from nodecfg.containerd.versions import ContainerdVersion
 from nodecfg.render.credentials import Auth
-from nodecfg.render.toml_layout import Indentation, without_left_blank_lines
-
-_DELETE = object()
+from nodecfg.render.toml_layout import without_left_blank_lines
+from nodecfg.render.toml_ops import DELETE, apply_ops, is_empty, plain_apply
 
 
 @dataclass(frozen=True)
@@ -58,90 +53,6 @@ def _auth_value(auth: Auth) -> dict[str, str]:
     if auth.identitytoken is not None:
         out["identitytoken"] = auth.identitytoken.reveal()
     return out
-
-
-def _plain_apply(tree: dict[str, Any], path: Path, value: Any) -> None:
-    cur = tree
-    for p in path[:-1]:
-        if p not in cur:
-            if value is _DELETE:
-                return
-            cur[p] = {}
-        cur = cur[p]
-    if value is _DELETE:
-        cur.pop(path[-1], None)
-    else:
-        cur[path[-1]] = copy.deepcopy(value)
-
-
-def _tk_container(value: dict[str, Any], inline: bool, *, blank_after: bool) -> Any:
-    t: Any = tomlkit.inline_table() if inline else tomlkit.table()
-    for k, v in value.items():
-        t[k] = v
-    if not inline and blank_after:
-        t.add(tomlkit.nl())  # a blank line before whatever table follows
-    return t
-
-
-def _tk_apply(doc: tomlkit.TOMLDocument, path: Path, value: Any, layout: Indentation, *, inline_below: int | None = None) -> None:
-    """Apply one operation to the tomlkit document; what it adds is indented as the file is (`layout`).
-
-    `inline_below`: containers created deeper than this many path elements are inline tables
-    (the fallback for files that use dotted keys, where tomlkit misplaces new [tables]).
-    """
-    cur: Any = doc
-    for i, p in enumerate(path[:-1]):
-        if p not in cur:
-            if value is _DELETE:
-                return
-            inline = isinstance(cur, InlineTable) or (inline_below is not None and i >= inline_below)
-            # Only the direct parent of a scalar needs a [header] of its own; every other table
-            # created on the way is a super-table, so no empty headers appear.
-            holds_scalar = i == len(path) - 2 and not isinstance(value, dict)
-            new: Any = tomlkit.inline_table() if inline else tomlkit.table(is_super_table=not holds_scalar)
-            cur[p] = new
-            _place(layout, cur, path[: i + 1], new)
-        cur = cur[p]
-    key = path[-1]
-    if value is _DELETE:
-        if key in cur:
-            del cur[key]
-        return
-    existed = key in cur
-    item: Any = (
-        _tk_container(value, isinstance(cur, InlineTable) or inline_below is not None, blank_after=not layout.compact)
-        if isinstance(value, dict)
-        else tomlkit.item(value)
-    )
-    cur[key] = item
-    if existed:  # tomlkit keeps the replaced item's place and indentation; only what is in it is new
-        if isinstance(item, Table):
-            layout.place_table(path, item, header=False)
-    else:
-        _place(layout, cur, path, item)
-
-
-def _place(layout: Indentation, parent: Any, path: Path, item: Any) -> None:
-    """Indent `item`, just added to `parent` at `path`, as the file indents such items."""
-    if isinstance(parent, InlineTable):
-        return  # inside `{...}`: on the line of its table
-    if isinstance(item, Table):
-        layout.place_table(path, item)
-    else:
-        layout.place_key(path[:-1], item)
-
-
-def _pruned(tree: Any) -> Any:
-    """The tree without empty tables: containerd reads an empty table and an absent one alike."""
-    if isinstance(tree, Mapping):
-        out = {k: _pruned(v) for k, v in tree.items()}
-        return {k: v for k, v in out.items() if not (isinstance(v, dict) and not v)}
-    return tree
-
-
-def _is_empty(tree: Any, path: Path) -> bool:
-    v = get_path(tree, path)
-    return isinstance(v, Mapping) and len(v) == 0
 
 
 def _config_path_value(current: Any, hosts_dir: str, target: ContainerdVersion, where: str, warnings: list[str]) -> str:
@@ -176,50 +87,6 @@ def minimal_config(target: ContainerdVersion) -> str:
     )
 
 
-def _apply_ops(
-    text: str, plain: dict[str, Any], ops: list[tuple[Path, Any]], table: Path, where: str
-) -> tuple[str, dict[str, Any]]:
-    """Apply `ops` to the text (tomlkit) and to the parsed tree; the two must mean the same."""
-    expected = copy.deepcopy(plain)
-    effective: list[tuple[Path, Any]] = []
-    for path, value in ops:
-        before = get_path(expected, path)
-        if (value is _DELETE and before is None) or (value is not _DELETE and before == value):
-            continue
-        effective.append((path, value))
-        _plain_apply(expected, path, value)
-        # A host entry left with nothing in it is removed too: it would be an empty table.
-        if value is _DELETE and path[-1] in ("auth", "tls") and _is_empty(expected, path[:-1]):
-            effective.append((path[:-1], _DELETE))
-            _plain_apply(expected, path[:-1], _DELETE)
-    if not effective:
-        out = text
-    else:
-        # First as [tables]; if that does not mean exactly what was intended (a file written with
-        # dotted keys), again with new values as inline tables below the registry table.
-        for inline_below in (None, len(table) - 1):
-            doc = tomlkit.parse(text)
-            layout = Indentation(doc)
-            for path, value in effective:
-                _tk_apply(doc, path, value, layout, inline_below=inline_below)
-            out = doc.as_string()
-            if not out.endswith("\n"):
-                out += "\n"
-            try:
-                if _pruned(tomllib.loads(out)) == _pruned(expected):
-                    break
-            except tomllib.TOMLDecodeError:
-                pass
-        else:
-            raise ConfigError(
-                [
-                    f"{where}: nodecfg could not edit this file without changing other settings (a "
-                    "layout it does not handle); nothing was written. Please report the file's layout."
-                ]
-            )
-    return out, expected
-
-
 def edit_containerd_config(
     text: str,
     *,
@@ -249,13 +116,13 @@ def edit_containerd_config(
         raise ConfigError(problems)
 
     if registry.get("mirrors"):
-        ops.append(((*table, "mirrors"), _DELETE))
+        ops.append(((*table, "mirrors"), DELETE))
     configs = registry.get("configs") or {}
     for host in sorted(legacy.tls):
-        ops.append(((*table, "configs", host, "tls"), _DELETE))
+        ops.append(((*table, "configs", host, "tls"), DELETE))
     ops.append(((*table, "config_path"), _config_path_value(registry.get("config_path"), hosts_dir, target, where, warnings)))
     for host in sorted(owned_auth_hosts - set(auths)):
-        ops.append(((*table, "configs", host, "auth"), _DELETE))
+        ops.append(((*table, "configs", host, "auth"), DELETE))
     for host in sorted(auths):
         value = _auth_value(auths[host])
         existing = get_path(configs, (host, "auth"))
@@ -265,7 +132,7 @@ def edit_containerd_config(
             warnings.append(f"{where}: replacing credentials for {host} that nodecfg did not write (the original file is kept)")
         ops.append(((*table, "configs", host, "auth"), value))
 
-    out, expected = _apply_ops(text, plain, ops, table, where)
+    out, expected = apply_ops(text, plain, ops, table, where)
     return ConfigEdit(out, table, _holds_credentials(expected, table), legacy, frozenset(auths), tuple(warnings))
 
 
@@ -307,7 +174,7 @@ def _move_leftover(
             f"{where}: {label} is left from version 2; containerd {target} ignores it but 2.3+ would read it "
             f"instead of [{table_label(table)}]: removed"
         )
-    ops.append((leftover, _DELETE))
+    ops.append((leftover, DELETE))
     return registry, ops, warnings
 
 
@@ -326,19 +193,52 @@ def holds_credentials(text: str, *, where: str, target: ContainerdVersion) -> bo
     return _holds_credentials(plain, table)
 
 
+def _without(registry_value: Any, key: str, owned_auth_hosts: frozenset[str]) -> Any:
+    """A registry key's value without what nodecfg itself writes there (its credential entries)."""
+    if key != "configs" or not isinstance(registry_value, Mapping):
+        return registry_value
+    out = {}
+    for host, entry in registry_value.items():
+        kept = (
+            {k: v for k, v in entry.items() if k != "auth"} if host in owned_auth_hosts and isinstance(entry, Mapping) else entry
+        )
+        if kept or host not in owned_auth_hosts:
+            out[host] = kept
+    return out
+
+
 def _restore_leftover(
-    plain: Mapping[str, Any], before: Mapping[str, Any], table: Path, target: ContainerdVersion
+    plain: Mapping[str, Any], before: Mapping[str, Any], table: Path, target: ContainerdVersion, owned_auth_hosts: frozenset[str]
 ) -> list[tuple[Path, Any]]:
-    """The operations that put back a leftover registry table nodecfg moved (see `_move_leftover`)."""
+    """The operations that put back a leftover registry table nodecfg moved (see `_move_leftover`).
+
+    The keys it moved into `table` go back to what `table` had, but only if nobody changed them
+    since (nodecfg's own `config_path` and credentials aside); otherwise ConfigError: which of the
+    two tables an admin's later change belongs in cannot be told.
+    """
     leftover = leftover_table(before, target)
     if leftover is None or get_path(plain, leftover) is not None:
         return []
     ops: list[tuple[Path, Any]] = []
     old_registry = get_path(before, table) or {}
+    moved = get_path(before, leftover) or {}
     if reads_leftover(before, target):
-        for key in sorted(get_path(before, leftover) or {}):
-            ops.append(((*table, key), copy.deepcopy(old_registry[key]) if key in old_registry else _DELETE))
-    ops.append((leftover, copy.deepcopy(get_path(before, leftover))))
+        now = get_path(plain, table) or {}
+        changed = sorted(
+            k
+            for k in moved
+            if k != "config_path" and _without(now.get(k), k, owned_auth_hosts) != _without(moved[k], k, owned_auth_hosts)
+        )
+        if changed:
+            raise ConfigError(
+                [
+                    f"config.toml: {', '.join(changed)} of [{table_label(table)}] changed since nodecfg moved the leftover "
+                    f"[{table_label(leftover)}] there; nodecfg cannot tell which table the change belongs in"
+                ]
+            )
+        for key in sorted(moved):
+            ops.append(((*table, key), copy.deepcopy(old_registry[key]) if key in old_registry else DELETE))
+    ops.append((leftover, copy.deepcopy(moved)))
     return ops
 
 
@@ -363,10 +263,10 @@ def remove_nodecfg_edits(
     old_registry = get_path(before, table) or {}
     ops: list[tuple[Path, Any]] = []
     old_path = old_registry.get("config_path")
-    ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) else _DELETE))
+    ops.append(((*table, "config_path"), old_path if isinstance(old_path, str) else DELETE))
     for host in sorted(owned_auth_hosts):
-        ops.append(((*table, "configs", host, "auth"), _DELETE))
-    ops += _restore_leftover(plain, before, table, target)
+        ops.append(((*table, "configs", host, "auth"), DELETE))
+    ops += _restore_leftover(plain, before, table, target, owned_auth_hosts)
     if moved_legacy:
         if original is None:
             raise ConfigError(
@@ -377,12 +277,12 @@ def remove_nodecfg_edits(
         for host, entry in sorted((old_registry.get("configs") or {}).items()):
             if isinstance(entry, Mapping) and entry.get("tls"):
                 ops.append(((*table, "configs", host, "tls"), copy.deepcopy(entry["tls"])))
-    _out, after = _apply_ops(text, plain, ops, table, where)
+    _out, after = apply_ops(text, plain, ops, table, where)
     # Tables nodecfg created and that are empty now go too.
-    if get_path(before, (*table, "configs")) is None and _is_empty(after, (*table, "configs")):
-        ops.append(((*table, "configs"), _DELETE))
-        _plain_apply(after, (*table, "configs"), _DELETE)
-    if get_path(before, table) is None and _is_empty(after, table):
-        ops.append((table, _DELETE))
-    out, _expected = _apply_ops(text, plain, ops, table, where)
+    if get_path(before, (*table, "configs")) is None and is_empty(after, (*table, "configs")):
+        ops.append(((*table, "configs"), DELETE))
+        plain_apply(after, (*table, "configs"), DELETE)
+    if get_path(before, table) is None and is_empty(after, table):
+        ops.append((table, DELETE))
+    out, _expected = apply_ops(text, plain, ops, table, where)
     return without_left_blank_lines(text, out, original) if original is not None and out != text else out

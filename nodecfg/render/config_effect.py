@@ -28,12 +28,44 @@ def _shadow(files: Sequence[ConfigFile], target: ContainerdVersion, what: str, *
         return (
             f"{main}: containerd {target} would not read the {what} nodecfg writes in [{wanted_in}] ({seen}); nothing was written"
         )
-    how = " (containerd 1.x replaces a plugin's whole table with an imported file's)" if target < versions.CONFIG_V3 else ""
+    if target < versions.CONFIG_V3:
+        how = (
+            " (containerd 1.x replaces a plugin's whole table with an imported file's). Move the CRI plugin's settings "
+            f"out of {by} into {main}, or remove them there"
+        )
+    else:
+        how = f". Move the registry settings out of {by} (or make them the same there)"
     return (
         f"{main}: containerd {target} would not read the {what} nodecfg writes in [{wanted_in}]: {by}, which {main} "
-        f"imports, overrides it{how} ({seen}). Move the registry settings out of {by} (or make them the same there), "
-        "then run nodecfg again; nothing was written"
+        f"imports, overrides it ({seen}){how}, then run nodecfg again; nothing was written"
     )
+
+
+def _refused_next_to_config_path(files: Sequence[ConfigFile], effective: Effective, target: ContainerdVersion) -> list[str]:
+    """Legacy settings an imported file brings next to nodecfg's `config_path`: the CRI plugin then refuses to load."""
+    legacy = ["mirrors"] if effective.registry.get("mirrors") else []
+    configs = effective.registry.get("configs")
+    if target < versions.CONFIG_V3 and isinstance(configs, Mapping):
+        legacy += [f"configs.{h!r}.tls" for h, c in sorted(configs.items()) if isinstance(c, Mapping) and c.get("tls")]
+    out = []
+    for key in legacy:
+        by = first_change(files, target, lambda e, k=key: _has(e, k)) or files[0].path
+        out.append(
+            f"{by}: `{key}` next to the config_path nodecfg writes: containerd {target} refuses to load its CRI plugin "
+            '("`mirrors` cannot be set when `config_path` is provided"). Move it into config.toml\'s registry table '
+            "(nodecfg moves such settings into hosts.toml) or remove it, then run nodecfg again; nothing was written"
+        )
+    return out
+
+
+def _has(e: Effective, key: str) -> bool:
+    """Whether the registry `e` holds legacy `key` ("mirrors" or "configs.'<host>'.tls")."""
+    if key == "mirrors":
+        return bool(e.registry.get("mirrors"))
+    host = key.split("'")[1]
+    configs = e.registry.get("configs")
+    entry = configs.get(host) if isinstance(configs, Mapping) else None
+    return isinstance(entry, Mapping) and bool(entry.get("tls"))
 
 
 def shadowing_problems(edit: ConfigEdit, imported: Sequence[ConfigFile], target: ContainerdVersion, where: str) -> list[str]:
@@ -55,16 +87,11 @@ def shadowing_problems(edit: ConfigEdit, imported: Sequence[ConfigFile], target:
         return bool(e.config_path != wanted_path)
 
     if path_differs(effective):
-        out.append(
-            _shadow(
-                files,
-                target,
-                "config_path",
-                wanted_in=label,
-                differs=path_differs,
-                seen=f"it would read config_path = {effective.config_path!r}",
-            )
+        seen = (
+            f"it would read config_path = {effective.config_path!r}" if effective.config_path else "it would read no config_path"
         )
+        out.append(_shadow(files, target, "config_path", wanted_in=label, differs=path_differs, seen=seen))
+    out += _refused_next_to_config_path(files, effective, target)
     for host in sorted(edit.auth_hosts):
         wanted_auth = get_path(edited, (*table, "configs", host, "auth"))
 

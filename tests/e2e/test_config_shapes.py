@@ -96,7 +96,7 @@ def test_a_drop_in_that_overrides_the_registry_is_named_and_nothing_is_written(n
     cd.restart()
     node.write_input(HUB_MIRROR.format(lab.plain.host))
     error = refused(node)
-    assert str(drop_in) in error and "Move the registry settings out of" in error
+    assert str(drop_in) in error and f"settings out of {drop_in}" in error
 
     doctor = run_nodecfg("doctor", "--no-network", "--containerd-socket", cd.socket, *node.nodecfg_args())
     assert doctor.returncode == 1
