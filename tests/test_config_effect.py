@@ -112,3 +112,21 @@ def test_a_missing_import_is_refused() -> None:
             owned_auth_hosts=frozenset(),
             imported=[ConfigFile("/etc/containerd/extra.toml", None)],
         )
+
+
+@pytest.mark.parametrize("release", ["1.7.24", "2.1.9", "2.3.4"])
+def test_legacy_mirrors_an_imported_file_brings_next_to_config_path_are_refused(release: str) -> None:
+    drop_in = f'version = 2\n[{OLD}.registry.mirrors."quay.io"]\n  endpoint = ["https://q.example"]\n'
+    with pytest.raises(ConfigError) as e:
+        rendered(release, MAIN_V2, drop_in)
+    problem = next(p for p in e.value.problems if "`mirrors`" in p)
+    assert problem.startswith(f"{DROP}: `mirrors` next to the config_path nodecfg writes")
+
+
+@pytest.mark.parametrize(
+    "imports", ['[1, "/etc/containerd/conf.d/*.toml"]', '["", "/x.toml"]', '"/etc/containerd/conf.d/*.toml"']
+)
+def test_imports_containerd_cannot_decode_are_refused(imports: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        rendered("2.3.4", f"version = 2\nimports = {imports}\n", "version = 2\n")
+    assert any("imports" in p and "containerd refuses to start" in p for p in e.value.problems)

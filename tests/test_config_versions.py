@@ -128,3 +128,15 @@ def test_a_version_4_file_is_refused_for_2_0_and_1_x() -> None:
     assert "containerd 2.0.11 refuses to start with it" in problem and "nothing was written" in problem
     with pytest.raises(ConfigError, match=r"only read by containerd >= 2\.0"):
         edit(src, target=R16)
+
+
+def test_uninstall_refuses_to_guess_where_a_moved_setting_changed_since_belongs() -> None:
+    """A password rotated in the images table after the move: putting the leftover back as it was
+    would revive the old one (2.3+ read the leftover), leaving it would lose the table: say so."""
+    edited = edit(LEFTOVER, target=R23).text
+    rotated = edited.replace('username = "u-v2"', 'username = "u-rotated"')
+    assert rotated != edited
+    with pytest.raises(ConfigError, match=r"configs of \[plugins\.\"io\.containerd\.cri\.v1\.images\"\.registry\] changed since"):
+        uninstall(rotated, LEFTOVER, R23)
+    # nodecfg's own config_path and credentials are not such a change.
+    assert tomllib.loads(uninstall(edited, LEFTOVER, R23)) == tomllib.loads(LEFTOVER)
