@@ -93,3 +93,14 @@ def test_a_leftover_table_that_drops_the_credentials_fails_on_2_3(tmp_path: Path
     assert rc == 1
     assert f"[{OLD}.registry] is left from version 2" in c["detail"]
     assert "(not its credentials for reg.example)" in c["detail"] and "config_path" not in c["detail"]
+
+
+def test_a_drop_in_readable_by_others_with_credentials_is_named_not_config_toml(tmp_path: Path) -> None:
+    config = f'version = 3\n{IMPORTS}[{NEW}.registry]\n  config_path = "{HOSTS}"\n'
+    node = with_drop_in(tmp_path, config, "version = 3\n" + auth(NEW, "drop"))
+    (node / "etc/containerd/config.toml").chmod(0o644)
+    (node / DROP.lstrip("/")).chmod(0o644)
+    _rc, r = doctor(node, *OFFLINE, version="2.3.4")
+    assert [c["title"].split(" holds")[0] for c in by_id(r, "perm.config")] == [DROP]
+    (node / DROP.lstrip("/")).chmod(0o600)
+    assert by_id(doctor(node, *OFFLINE, version="2.3.4")[1], "perm.config") == []

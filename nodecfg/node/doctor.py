@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nodecfg.containerd import names
+from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.hosts_toml import HostEntry, default_upstream_entry
 from nodecfg.containerd.versions import VersionSource
 from nodecfg.node.config_files import imported_files
@@ -34,6 +35,7 @@ from nodecfg.oncall.diagnose import (
     secret_header_files,
 )
 from nodecfg.oncall.view import NodeView
+from nodecfg.spec.secrets import secret_values
 
 PROBE_TIMEOUT_S = 3.0
 MAX_PARALLEL_PROBES = 16
@@ -157,20 +159,32 @@ def _mode(real: str) -> int | None:
         return None
 
 
+def _files_with_credentials(paths: NodePaths, view: NodeView) -> list[str]:
+    """config.toml and the files it imports that hold registry credentials (by value, whatever the spelling)."""
+    try:
+        content = read_file(paths.real(paths.containerd_config)).content
+        main = tomllib.loads(content.decode("utf-8")) if content is not None else {}
+        files = [ConfigFile(paths.containerd_config, main), *imported_files(paths, main, view.target.version)]
+    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return [paths.containerd_config] if view.registry.auth else []
+    return [f.path for f in files if f.plain is not None and secret_values(f.plain)]
+
+
 def permission_checks(paths: NodePaths, view: NodeView) -> list[Check]:
     """Credentials and keys not readable by others; hosts directories not writable by others."""
     out: list[Check] = []
-    cfg = _mode(paths.real(paths.containerd_config))
-    if cfg is not None and view.registry.auth and cfg & 0o077:
-        out.append(
-            Check(
-                "perm.config",
-                Status.FAIL,
-                f"{paths.containerd_config} holds credentials and is readable by others (mode {stat.S_IMODE(cfg):04o})",
-                "",
-                f"chmod 600 {paths.containerd_config}",
+    for path in _files_with_credentials(paths, view):
+        mode = _mode(paths.real(path))
+        if mode is not None and mode & 0o077:
+            out.append(
+                Check(
+                    "perm.config",
+                    Status.FAIL,
+                    f"{path} holds credentials and is readable by others (mode {stat.S_IMODE(mode):04o})",
+                    "",
+                    f"chmod 600 {path}",
+                )
             )
-        )
     for root in view.registry.roots:
         for d in [root, *(p for p in view.dirs if p.startswith(root.rstrip("/") + "/"))]:
             m = _mode(paths.real(d))
