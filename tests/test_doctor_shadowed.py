@@ -64,7 +64,7 @@ def test_a_drop_in_that_leaves_the_registry_alone_passes(tmp_path: Path) -> None
     assert rc == 0 and checks == []
     # 1.x replaces the whole CRI plugin table with the drop-in's: config_path is gone.
     rc, (c,), _ = shadowed(node, "1.6.20")
-    assert rc == 1 and c["detail"].startswith(f"{DROP}, which") and "config_path None" in c["detail"]
+    assert rc == 1 and c["detail"].startswith(f"{DROP}, which") and "config_path none" in c["detail"]
 
 
 LEFTOVER = f'version = 3\n[{NEW}.registry]\n  config_path = "{HOSTS}"\n[{OLD}.registry]\n  config_path = "/v2"\n'

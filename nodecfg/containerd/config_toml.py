@@ -252,6 +252,10 @@ def _auth_kinds(registry: Mapping[str, Any]) -> dict[str, str]:
     return auth
 
 
+def _shown(config_path: str | None) -> str:
+    return repr(config_path) if config_path else "none"
+
+
 def _shadowed(
     plain: Mapping[str, Any], table: Path, files: Sequence[ConfigFile], effective: Effective, target: ContainerdTarget
 ) -> list[str]:
@@ -264,7 +268,7 @@ def _shadowed(
     alone = effective_config(files[:1], target.version)
     own_hosts = _auth_kinds(own) if isinstance(own, Mapping) else {}
     own_auth = sorted(h for h in own_hosts if alone.auth(h) != get_path(own, ("configs", h, "auth")))
-    lost = [f"config_path {alone.config_path!r}, not {own_path!r}"] if alone.config_path != own_path else []
+    lost = [f"config_path {_shown(alone.config_path)}, not {_shown(own_path)}"] if alone.config_path != own_path else []
     lost += [f"not its credentials for {', '.join(own_auth)}"] if own_auth else []
     if reads_leftover(plain, target.version) and lost:
         out.append(
@@ -275,7 +279,7 @@ def _shadowed(
         by = first_change(files, target.version, lambda e: e.config_path == effective.config_path)
         out.append(
             f"{by or 'an imported file'}, which {where} imports, overrides its registry settings: containerd "
-            f"{target.version} reads config_path {effective.config_path!r}, not {alone.config_path!r}"
+            f"{target.version} reads config_path {_shown(effective.config_path)}, not {_shown(alone.config_path)}"
         )
     for host in sorted(_auth_kinds(alone.registry)):
         if effective.auth(host) != alone.auth(host):
