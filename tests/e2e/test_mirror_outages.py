@@ -18,7 +18,9 @@ from tests.e2e.releases import Release
 FAST = "health: {interval: 300ms, timeout: 1s, outAfter: 2, backAfter: 2}"
 # Where the probe of each failure mode stops (`lastOutcome` in status.json, `outcome` in the log):
 # a hanging mirror takes the connection and sends no response headers, which is its own outcome.
-OUTCOME = {"hang": "no-answer", "refuse": "connect", "reset": "http", "503": "answered"}
+# A reset lands on the request, or (the server resets as it accepts) already on the connect: both
+# were seen on a loaded machine, and both are a reset, never a hang.
+OUTCOME = {"hang": {"no-answer"}, "refuse": {"connect"}, "reset": {"http", "connect"}, "503": {"answered"}}
 
 
 def hosts_toml(node: Node, registry: str) -> str:
@@ -47,7 +49,7 @@ def test_a_sick_mirror_is_routed_around_in_every_failure_mode_and_put_back(node:
             assert node.pull(ref) == upstream_id, mode  # the pull no longer reaches the sick mirror
             out = [m for m in status(node)["mirrors"] if m["url"] == f"http://{flaky.host}"]
             assert out and not out[0]["inRotation"] and not out[0]["inHostsToml"], out
-            assert out[0]["lastOutcome"] == OUTCOME[mode], out
+            assert out[0]["lastOutcome"] in OUTCOME[mode], out
             if mode == "hang":
                 assert "last: connected but no answer: no response headers within 1s" in out[0]["reason"], out
             explained = node.explain(ref)
@@ -71,7 +73,9 @@ def test_a_sick_mirror_is_routed_around_in_every_failure_mode_and_put_back(node:
         assert d.metric_labeled("nodecfg_mirror_up") == 1
         moves = [e for e in d.events() if e.get("event") == "mirror"]
         assert [e["to"] for e in moves] == ["out", "back"] * 4, moves
-        assert [e["outcome"] for e in moves] == [o for mode in OUTCOME for o in (OUTCOME[mode], "answered")], moves
+        outcomes = [e["outcome"] for e in moves]
+        assert outcomes[1::2] == ["answered"] * 4, moves
+        assert all(o in OUTCOME[mode] for o, mode in zip(outcomes[::2], OUTCOME, strict=True)), moves
         assert d.stop() == 0
     finally:
         flaky.set("forward")
