@@ -62,8 +62,9 @@ def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
     config_text, error = _read_text(paths.real(paths.containerd_config))
     if error is not None:
         raise NodeError(f"read {paths.containerd_config}: {error}")
+    unreadable: tuple[str, ...] = ()
     try:
-        imported, unreadable = _imported(paths, config_text, target), ()
+        imported = _imported(paths, config_text, target)
     except NodeError as e:  # a drop-in nodecfg cannot read: containerd cannot either; doctor says which
         imported, unreadable = [], (f"{e}: containerd refuses to start with it",)
     settings = read_registry_settings(config_text, target, paths.containerd_config, imported)
