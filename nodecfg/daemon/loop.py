@@ -141,7 +141,7 @@ class DaemonLoop:
             return
         if self.watcher is not None:
             self.watcher.stop()
-        self.watcher = Watcher(dirs, self.events)
+        self.watcher = Watcher(dirs, self.events, ignore=[self.state_real])
         self.watcher.start()
 
     def healthz(self) -> ProbeAnswer:
