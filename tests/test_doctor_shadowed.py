@@ -5,6 +5,7 @@ Either an imported file overrides it, or (2.3+) a version 3 file's leftover vers
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import run
@@ -104,3 +105,12 @@ def test_a_drop_in_readable_by_others_with_credentials_is_named_not_config_toml(
     assert [c["title"].split(" holds")[0] for c in by_id(r, "perm.config")] == [DROP]
     (node / DROP.lstrip("/")).chmod(0o600)
     assert by_id(doctor(node, *OFFLINE, version="2.3.4")[1], "perm.config") == []
+
+
+def test_a_drop_in_nodecfg_cannot_read_is_a_failure_in_the_checklist(tmp_path: Path) -> None:
+    node = with_drop_in(tmp_path, f'version = 2\n{IMPORTS}[{OLD}.registry]\n  config_path = "{HOSTS}"\n', "")
+    (node / DROP.lstrip("/")).unlink()
+    os.mkfifo(node / DROP.lstrip("/"))
+    rc, r = doctor(node, *OFFLINE, version="2.0.11")
+    assert rc == 1
+    assert any(DROP in c["detail"] and "FIFO" in c["detail"] for c in by_id(r, "config.invalid"))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nodecfg.render.etc_hosts import BEGIN, END
+from nodecfg.render.etc_hosts import BEGIN, END, edit_hosts_file, strip_block
+from nodecfg.spec.models import HostAlias
 from tests.conftest import node_args, run
 
 # As distros ship it, with a comment, IPv6 lines, a tab, and no newline at the end.
@@ -70,7 +71,7 @@ def test_uninstall_removes_the_block_only(root, tmp_path):
     hosts.write_text("# admin was here\n" + hosts.read_text())
     rc, _, err = run("uninstall", "--restart-method", "none", *node_args(root, config))
     assert rc == 0, err
-    assert hosts.read_text() == "# admin was here\n" + ORIGINAL + "\n"
+    assert hosts.read_text() == "# admin was here\n" + ORIGINAL  # no final newline, as before nodecfg
 
 
 def test_damaged_markers_are_an_error_and_nothing_changes(root, tmp_path):
@@ -114,3 +115,15 @@ def test_no_hosts_file_at_all(root, tmp_path, ip):
         hosts.unlink()
     assert run("apply", *node_args(root, config))[0] == 0
     assert hosts.read_text() == f"{BEGIN}\n{ip}\th.example\n{END}\n"
+
+
+@pytest.mark.parametrize("original", ["127.0.0.1 localhost", "127.0.0.1 localhost\n", "", "a\n\nb"])
+def test_taking_the_block_out_gives_the_file_back_byte_for_byte(original: str) -> None:
+    """Also a file without a final newline (class 13 of the second adversarial pass)."""
+    one = [HostAlias(ip="10.0.0.5", hostnames=["r.example"])]
+    two = [*one, HostAlias(ip="10.0.0.6", hostnames=["s.example"])]
+    added = edit_hosts_file(original, one)
+    assert added is not None and strip_block(added) == original
+    changed = edit_hosts_file(added, two)  # replaced in place, still ends as the original did
+    assert changed is not None and strip_block(changed) == original
+    assert edit_hosts_file(changed, []) == original

@@ -194,3 +194,27 @@ def test_kind_of_every_rendered_file_is_known_from_its_name():
     assert set(kinds.values()) == {FileKind.HOSTS, FileKind.CA, FileKind.CLIENT_CERT, FileKind.CLIENT_KEY}
     for name, kind in kinds.items():
         assert kind_of_file_name(name) is kind, name
+
+
+def test_a_ca_that_carries_a_private_key_is_refused_never_published():
+    """A CA file is written readable by everyone: one with a key in it (a mis-pasted bundle) is refused."""
+    y = "version: 1\nregistries:\n  r.example:\n    caFile: /s/bundle.pem\n"
+    with pytest.raises(ConfigError) as e:
+        hosts(y, files={"/s/bundle.pem": CA + KEY})
+    assert e.value.problems == [
+        "registries.'r.example'.caFile: '/s/bundle.pem' holds a private key too; give the CA certificates only"
+    ]
+    inline = "version: 1\nregistries:\n  r.example:\n    ca: |\n" + "".join(
+        f"      {ln}\n" for ln in (CA + KEY).decode().splitlines()
+    )
+    with pytest.raises(ConfigError) as e:
+        hosts(inline)
+    assert e.value.problems == ["registries.'r.example'.ca holds a private key too; give the CA certificates only"]
+
+
+def test_a_client_certificate_file_that_carries_its_key_is_as_private_as_the_key():
+    y = "version: 1\nregistries:\n  r.example:\n    clientCertFile: /s/both.pem\n    clientKeyFile: /s/tls.key\n"
+    files, _ = hosts(y, files={"/s/both.pem": CA + KEY, "/s/tls.key": KEY})
+    assert files["r.example/client.cert"].mode == 0o600
+    files, _ = hosts(y, files={"/s/both.pem": CA, "/s/tls.key": KEY})
+    assert files["r.example/client.cert"].mode == 0o644

@@ -194,3 +194,19 @@ def test_taking_edits_out_without_a_known_release_is_refused_by_name() -> None:
                 target=None,
             )
         )
+
+
+def test_a_config_toml_whose_bytes_are_back_changes_only_its_mode_and_needs_no_restart() -> None:
+    """After a daemon rollback config.toml holds the original bytes, still 0600: putting the mode
+    back is no reason to restart containerd, which reads the bytes only."""
+    original = DEBIAN_CONFIG.encode()
+    plan, _notes = make_uninstall_plan(
+        inputs(
+            originals={CONFIG: CurrentFile(original, 0o644)},
+            current={CONFIG: CurrentFile(original, 0o600)},
+            edited={CONFIG: sha256(original)},
+        )
+    )
+    (op,) = plan.operations
+    assert (op.action, op.content, op.mode, op.change_class) == (Action.WRITE, original, 0o644, ChangeClass.HOT)
+    assert not plan.restart_required

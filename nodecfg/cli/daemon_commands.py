@@ -51,7 +51,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the daemon's last reconcile; exit 0 when ready, 1 when not, 2 when there is no status."""
     paths = paths_from(args)
-    data = read_status_object(paths.real(paths.state_dir))
+    try:
+        data = read_status_object(paths.real(paths.state_dir))
+    except ValueError as e:  # JSONDecodeError too: a damaged file, not a crash
+        print(
+            f"error: {paths.state_dir}/status.json is damaged ({str(e).splitlines()[0]}); the daemon rewrites it on its next reconcile",
+            file=err,
+        )
+        return EXIT_ERROR
     if data is None:
         print(f"error: no status in {paths.state_dir}: has `nodecfg run` run on this node?", file=err)
         return EXIT_ERROR

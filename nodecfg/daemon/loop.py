@@ -24,7 +24,7 @@ from nodecfg.daemon.live import LiveContainerd
 from nodecfg.daemon.metrics import Metrics
 from nodecfg.daemon.mirrors import MirrorChecker
 from nodecfg.daemon.restarts import Restarts
-from nodecfg.daemon.server import ProbeAnswer, Server
+from nodecfg.daemon.server import ListenError, ProbeAnswer, Server
 from nodecfg.daemon.watch import Watcher
 from nodecfg.node.fs import NodeError
 from nodecfg.node.inputs import watched_dirs
@@ -141,7 +141,7 @@ class DaemonLoop:
             return
         if self.watcher is not None:
             self.watcher.stop()
-        self.watcher = Watcher(dirs, self.events)
+        self.watcher = Watcher(dirs, self.events, ignore=[self.state_real])
         self.watcher.start()
 
     def healthz(self) -> ProbeAnswer:
@@ -178,6 +178,9 @@ class DaemonLoop:
         except LockWaitStopped:
             log.info("stopping", detail="stopped while waiting for another daemon to exit")
             return 0
+        except ListenError as e:
+            log.error("cannot-listen", error=str(e))
+            return 2
         finally:
             self.mirrors.stop()
             if self.watcher is not None:

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from nodecfg.node.paths import NodePaths
-from nodecfg.node.reach import Progress, Reached, Stage, no_answer, node_hosts, reach
+from nodecfg.node.reach import Pinned, Progress, Reached, Stage, no_answer, node_hosts, reach
 from nodecfg.render.hosts import MirrorEndpoint
 from nodecfg.spec.models import MirrorHealth
 
@@ -156,7 +156,7 @@ class MirrorChecker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pinned: dict[str, str] = {}
+        self._pinned: Pinned = {}
         self._seed: dict[Key, tuple[float, str]] = {}
 
     def seed(self, view: Sequence[Mapping[str, Any]]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -20,9 +22,12 @@ MAX_BATCH_MS = 100
 class Watcher:
     """A thread that puts ("change", paths) on `events` whenever a watched directory changes."""
 
-    def __init__(self, dirs: list[str], events: queue.SimpleQueue[tuple[str, Any]]) -> None:
+    def __init__(self, dirs: list[str], events: queue.SimpleQueue[tuple[str, Any]], ignore: Sequence[str] = ()) -> None:
         self.dirs = list(dirs)
         self._events = events
+        # The daemon's own files (its state dir under a watched directory): their writes are not
+        # input changes, and reacting to them would wake the loop with every status write.
+        self._ignore = tuple({v for p in ignore for v in (os.path.abspath(p), os.path.realpath(p))})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nodecfg-watch", daemon=True)
 
@@ -35,12 +40,15 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def _wanted(self, _change: Any, path: str) -> bool:
+        return not any(path == i or path.startswith(i + os.sep) for i in self._ignore)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 for changes in watchfiles.watch(
                     *self.dirs,
-                    watch_filter=None,
+                    watch_filter=self._wanted,
                     debounce=MAX_BATCH_MS,
                     step=STEP_MS,
                     stop_event=self._stop,

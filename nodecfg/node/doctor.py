@@ -22,7 +22,7 @@ from nodecfg.node.config_files import imported_files
 from nodecfg.node.containerd import check_loaded, find_binary, started_before_config
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.paths import NodePaths
-from nodecfg.node.reach import Stage, host_and_port, node_hosts, reach
+from nodecfg.node.reach import Pinned, Stage, host_and_port, node_hosts, reach
 from nodecfg.node.state import load_state
 from nodecfg.node.status import daemon_mirrors
 from nodecfg.oncall.diagnose import (
@@ -238,7 +238,7 @@ class Probe:
     has_fallback_before: bool  # an implicit upstream tried after mirrors
 
 
-def probe(p: Probe, pinned: dict[str, str], paths: NodePaths, timeout: float) -> Check:
+def probe(p: Probe, pinned: Pinned, paths: NodePaths, timeout: float) -> Check:
     """DNS, TCP, TLS (with the endpoint's CA, client pair and skip_verify) and GET <api root>/."""
     e = p.entry
     host, _port = host_and_port(e)

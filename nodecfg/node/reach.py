@@ -20,6 +20,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -84,29 +85,69 @@ def no_answer(timeout: float, address: str = "", how: str = "", seconds: float =
     return Reached(Stage.NO_ANSWER, detail=f"no response headers within {timeout:g}s", address=address, how=how, seconds=seconds)
 
 
-def node_hosts(paths: NodePaths) -> dict[str, str]:
-    """Names the node's /etc/hosts pins (containerd resolves with the node's files, not ours)."""
+Pinned = dict[str, tuple[str, ...]]
+
+
+def node_hosts(paths: NodePaths) -> Pinned:
+    """Names the node's /etc/hosts pins, each with all its addresses in file order.
+
+    containerd resolves with the node's files, not ours, and gets every address a name has there.
+    """
     info = read_file(paths.real(ETC_HOSTS))
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for line in (info.content or b"").decode("utf-8", "replace").splitlines():
         fields = line.split("#", 1)[0].split()
         for name in fields[1:]:
-            out.setdefault(name.lower(), fields[0])
-    return out
+            addrs = out.setdefault(name.lower(), [])
+            if fields[0] not in addrs:
+                addrs.append(fields[0])
+    return {name: tuple(addrs) for name, addrs in out.items()}
 
 
-def _resolve(host: str, port: int, pinned: dict[str, str]) -> tuple[str, str]:
-    """(address, how it was found); raises OSError."""
+def dial_order(addresses: Sequence[str]) -> list[str]:
+    """The order Go's dialer (containerd's) tries addresses in.
+
+    Those of the first one's family first, then the others (RFC 6555 fallback), each group in the
+    resolver's order.
+    """
+    if not addresses:
+        return []
+    v6 = [":" in a for a in addresses]
+    return [a for a, f in zip(addresses, v6, strict=True) if f == v6[0]] + [
+        a for a, f in zip(addresses, v6, strict=True) if f != v6[0]
+    ]
+
+
+def _resolve(host: str, port: int, pinned: Pinned) -> tuple[list[str], str]:
+    """(addresses in dial order, how they were found); raises OSError."""
     bare = host.strip("[]")
     try:
         ipaddress.ip_address(bare)
-        return bare, "literal address"
+        return [bare], "literal address"
     except ValueError:
         pass
     if bare.lower() in pinned:
-        return pinned[bare.lower()], "node /etc/hosts"
+        return dial_order(pinned[bare.lower()]), "node /etc/hosts"
     info = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
-    return str(info[0][4][0]), "DNS"
+    return dial_order(list(dict.fromkeys(str(i[4][0]) for i in info))), "DNS"
+
+
+def _connect(addresses: list[str], port: int, timeout: float) -> tuple[socket.socket, str]:
+    """The first address that takes the connection, as Go's dialer goes through them.
+
+    The time left is shared among the addresses not tried yet. Raises the first address's OSError.
+    """
+    deadline = time.monotonic() + timeout
+    first: OSError | None = None
+    for i, addr in enumerate(addresses):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            return socket.create_connection((addr, port), timeout=left / (len(addresses) - i)), addr
+        except OSError as err:
+            first = first or err
+    raise first or TimeoutError(f"no address answered within {timeout:g}s")
 
 
 def host_and_port(e: HostEntry) -> tuple[str, int]:
@@ -147,7 +188,7 @@ def _get(sock: socket.socket, e: HostEntry, name: str, port: int, *, timeout: fl
 
 def reach(
     e: HostEntry,
-    pinned: dict[str, str],
+    pinned: Pinned,
     paths: NodePaths,
     timeout: float,
     *,
@@ -162,9 +203,10 @@ def reach(
     host, port = host_and_port(e)
     started = time.monotonic()
     try:
-        addr, how = _resolve(host, port, pinned)
+        addresses, how = _resolve(host, port, pinned)
     except OSError as err:
         return Reached(Stage.DNS, detail=str(err), seconds=time.monotonic() - started)
+    addr = ", ".join(addresses)
 
     def stopped(stage: Stage, detail: str = "", status: int | None = None) -> Reached:
         return Reached(stage, status, detail, address=addr, how=how, seconds=time.monotonic() - started)
@@ -172,7 +214,7 @@ def reach(
     name = host.strip("[]")
     at.stage = Stage.CONNECT
     try:
-        sock: socket.socket = socket.create_connection((addr, port), timeout=timeout)
+        sock, addr = _connect(addresses, port, timeout)
     except OSError as err:
         return stopped(Stage.CONNECT, f"{type(err).__name__}: {err}")
     try:

@@ -84,9 +84,15 @@ def load_state(real_state_dir: str) -> State:
         data = json.loads(info.content)
     except json.JSONDecodeError as e:
         raise NodeError(f"read {real_state_dir}/state.json: not valid JSON ({e}); move it away to start over") from None
+    where = f"read {real_state_dir}/state.json"
+    if not isinstance(data, dict):
+        raise NodeError(f"{where}: a JSON {type(data).__name__}, not nodecfg's state (an object); move it away to start over")
     if data.get("version") != STATE_VERSION:
-        raise NodeError(f"read {real_state_dir}/state.json: unknown state version {data.get('version')!r}")
-    return State.from_json(data)
+        raise NodeError(f"{where}: unknown state version {data.get('version')!r}")
+    try:
+        return State.from_json(data)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise NodeError(f"{where}: damaged ({type(e).__name__} in its fields); move it away to start over") from None
 
 
 def save_state(real_state_dir: str, state: State) -> None:

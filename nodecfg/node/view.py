@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tomllib
+from dataclasses import replace
 
 from nodecfg.containerd.config_toml import read_registry_settings
 from nodecfg.containerd.effective import ConfigFile
@@ -61,7 +62,14 @@ def read_node_view(paths: NodePaths, target: ContainerdTarget) -> NodeView:
     config_text, error = _read_text(paths.real(paths.containerd_config))
     if error is not None:
         raise NodeError(f"read {paths.containerd_config}: {error}")
-    settings = read_registry_settings(config_text, target, paths.containerd_config, _imported(paths, config_text, target))
+    unreadable: tuple[str, ...] = ()
+    try:
+        imported = _imported(paths, config_text, target)
+    except NodeError as e:  # a drop-in nodecfg cannot read: containerd cannot either; doctor says which
+        imported, unreadable = [], (f"{e}: containerd refuses to start with it",)
+    settings = read_registry_settings(config_text, target, paths.containerd_config, imported)
+    if unreadable:
+        settings = replace(settings, problems=(*settings.problems, *unreadable))
     dirs: dict[str, HostsDir] = {}
     missing: dict[str, str] = {}
     for root in settings.roots:

@@ -154,7 +154,9 @@ def _restore_config(inputs: UninstallInputs, notes: list[str]) -> Operation | No
     )
     if (desired, file_mode) == (current.content, current.mode):
         return None
-    return Operation(Action.WRITE, config, ChangeClass.COLD, FileKind.CONTAINERD_CONFIG, desired, file_mode)
+    # containerd reads the file's bytes, not its mode: a mode-only change needs no restart.
+    change = ChangeClass.HOT if desired == current.content else ChangeClass.COLD
+    return Operation(Action.WRITE, config, change, FileKind.CONTAINERD_CONFIG, desired, file_mode)
 
 
 def make_uninstall_plan(inputs: UninstallInputs) -> tuple[Plan, tuple[str, ...]]:

@@ -61,6 +61,13 @@ def _config_path_value(current: Any, hosts_dir: str, target: ContainerdVersion, 
     roots = [r for r in current.split(":") if r]
     if current == hosts_dir or (roots == [hosts_dir] and target < versions.TRANSFER_PULL):
         return current
+    if target >= versions.TRANSFER_PULL and len(roots) == 1:
+        warnings.append(
+            f"{where}: config_path {current!r} replaced by {hosts_dir!r}, where nodecfg writes; move the "
+            f"hosts.toml files from {current} into it (containerd >= 2.1 pulling through the transfer "
+            "service reads one directory)"
+        )
+        return hosts_dir
     if target >= versions.TRANSFER_PULL:
         # 2.1+ pulls through the transfer service, which takes the whole list as one directory
         # (containerd#12415, #12636; proven by tests/e2e): none of the roots would be read.

@@ -35,16 +35,31 @@ def _span(lines: list[str]) -> tuple[int, int] | None:
     return begins[0], ends[0]
 
 
+# Inside the block when nodecfg had to end the line before it: the file had no final newline, and
+# taking the block out gives that back. (The block itself always ends its line, so that a later
+# `echo ... >> /etc/hosts` lands on a line of its own.)
+ADDED_NEWLINE = "# (nodecfg ended the line above: the file had no final newline)"
+
+
+def _added_newline(lines: list[str], span: tuple[int, int]) -> bool:
+    return span[0] + 1 < span[1] and lines[span[0] + 1].rstrip("\r\n") == ADDED_NEWLINE
+
+
 def strip_block(text: str) -> str:
-    """`text` without nodecfg's block (and nothing else)."""
+    """`text` without nodecfg's block (and nothing else), byte for byte as it was before the block."""
     lines = text.splitlines(keepends=True)
     span = _span(lines)
-    return text if span is None else "".join(lines[: span[0]] + lines[span[1] + 1 :])
+    if span is None:
+        return text
+    before, after = lines[: span[0]], lines[span[1] + 1 :]
+    if _added_newline(lines, span) and before and not after:  # lines added after the block keep theirs
+        before[-1] = before[-1].removesuffix("\n")
+    return "".join(before + after)
 
 
-def block(aliases: Sequence[HostAlias]) -> str:
+def block(aliases: Sequence[HostAlias], *, added_newline: bool = False) -> str:
     """The block for `aliases` (one line per address, in input order)."""
-    out = [BEGIN]
+    out = [BEGIN, *([ADDED_NEWLINE] if added_newline else [])]
     for a in aliases:
         out.append(f"{a.ip}\t{' '.join(a.hostnames)}")
     out.append(END)
@@ -62,7 +77,8 @@ def edit_hosts_file(current: str | None, aliases: Sequence[HostAlias]) -> str | 
     if not aliases:
         return None if span is None else strip_block(text)
     if span is not None:
-        return "".join(lines[: span[0]]) + block(aliases) + "".join(lines[span[1] + 1 :])
+        new = block(aliases, added_newline=_added_newline(lines, span))
+        return "".join(lines[: span[0]]) + new + "".join(lines[span[1] + 1 :])
     if text and not text.endswith("\n"):
-        text += "\n"
+        return text + "\n" + block(aliases, added_newline=True)
     return text + block(aliases)

@@ -23,6 +23,7 @@ from nodecfg.render.materials import Materials, material
 from nodecfg.spec.models import PEM_CERT_MARK, EndpointTLS, Registry
 from nodecfg.spec.secrets import is_secret_header
 
+_PEM_KEY_MARK = "PRIVATE KEY-----"
 OWNER_MARK = "# Managed by nodecfg"
 HEADER = f"{OWNER_MARK}: do not edit, changes are overwritten."
 # The files nodecfg writes in a registry's directory (mirrors prefix them with `mirror<N>-`).
@@ -114,8 +115,12 @@ class _Renderer:
                 tls.ca.encode() if tls.ca else material(self.materials, tls.caFile or "", f"{ep.location}.caFile", self.problems)
             )
             if data is not None:
+                field = f"{ep.location}.caFile: {tls.caFile!r}" if tls.caFile else f"{ep.location}.ca"
                 if not _pem(data, PEM_CERT_MARK):
-                    self.problems.append(f"{ep.location}.caFile: {tls.caFile!r} holds no PEM certificate")
+                    self.problems.append(f"{field} holds no PEM certificate")
+                if _pem(data, _PEM_KEY_MARK):
+                    # A CA file is written readable by all (containerd needs no secret there): a key in it would be published.
+                    self.problems.append(f"{field} holds a private key too; give the CA certificates only")
                 out["ca"] = self._file(f"{ep.file_prefix}{CA_FILE}", data, FileKind.CA)
         elif legacy is not None and legacy.ca_file:
             out["ca"] = legacy.ca_file
@@ -129,17 +134,20 @@ class _Renderer:
             if cert is not None and not _pem(cert, PEM_CERT_MARK):
                 self.problems.append(f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no PEM certificate")
             if tls.clientKeyFile is None:
-                if cert is not None and not _pem(cert, "PRIVATE KEY-----"):
+                if cert is not None and not _pem(cert, _PEM_KEY_MARK):
                     self.problems.append(
                         f"{ep.location}.clientCertFile: {tls.clientCertFile!r} holds no private key; set clientKeyFile"
                     )
                 if cert is not None:
                     out["client"] = self._file(f"{ep.file_prefix}{CLIENT_COMBINED_FILE}", cert, FileKind.CLIENT_KEY)
             elif cert is not None and key is not None:
-                if not _pem(key, "PRIVATE KEY-----"):
+                if not _pem(key, _PEM_KEY_MARK):
                     self.problems.append(f"{ep.location}.clientKeyFile: {tls.clientKeyFile!r} holds no PEM private key")
                 pair = [
-                    self._file(f"{ep.file_prefix}{CLIENT_CERT_FILE}", cert, FileKind.CLIENT_CERT),
+                    # A certificate file that carries its key too stays as private as the key file.
+                    self._file(
+                        f"{ep.file_prefix}{CLIENT_CERT_FILE}", cert, FileKind.CLIENT_CERT, secret=_pem(cert, _PEM_KEY_MARK)
+                    ),
                     self._file(f"{ep.file_prefix}{CLIENT_KEY_FILE}", key, FileKind.CLIENT_KEY),
                 ]
                 out["client"] = [pair]
