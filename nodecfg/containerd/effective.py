@@ -45,6 +45,8 @@ class ConfigFile:
 
     path: str
     plain: Mapping[str, Any] | None
+    # As read, for a copy containerd can load (None: not kept); what it means is `plain`.
+    text: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

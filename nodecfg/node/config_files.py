@@ -51,9 +51,10 @@ def _glob(paths: NodePaths, pattern: str) -> list[str]:
     return [p for p in found if os.path.lexists(paths.real(posixpath.dirname(p)) + "/" + posixpath.basename(p))]
 
 
-def _parse(text: bytes, path: str) -> Mapping[str, Any]:
+def _parse(text: bytes, path: str) -> tuple[str, Mapping[str, Any]]:
     try:
-        return tomllib.loads(text.decode("utf-8"))
+        decoded = text.decode("utf-8")
+        return decoded, tomllib.loads(decoded)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
         why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise NodeError(
@@ -83,8 +84,8 @@ def imported_files(paths: NodePaths, main: Mapping[str, Any], release: Container
             if info.content is None:
                 out.append(ConfigFile(path, None))
                 continue
-            plain = _parse(info.content, path)
-            out.append(ConfigFile(path, plain))
+            text, plain = _parse(info.content, path)
+            out.append(ConfigFile(path, plain, text))
             queue += import_patterns(plain, path, release)
     return out
 

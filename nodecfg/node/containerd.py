@@ -333,10 +333,9 @@ def check_loaded(
             names.append(name)
             if f.plain is None:
                 continue
-            content = read_file(paths.real(f.path)).content
-            if content is None:
-                continue
-            atomic_write(name, _with_imports(content.decode("utf-8"), None).encode(), 0o600)
+            # The text nodecfg read and judged, not the file again (it may have changed since).
+            content = f.text if f.text is not None else (read_file(paths.real(f.path)).content or b"").decode("utf-8")
+            atomic_write(name, _with_imports(content, None).encode(), 0o600)
         main = os.path.join(scratch, "config.toml")
         atomic_write(main, _with_imports(text, names).encode(), 0o600)
         check = check_with_containerd(binary, main, paths.hosts_dir, auth_hosts)

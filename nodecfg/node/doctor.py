@@ -19,7 +19,7 @@ from nodecfg.containerd.effective import ConfigFile
 from nodecfg.containerd.hosts_toml import HostEntry, default_upstream_entry
 from nodecfg.containerd.versions import VersionSource
 from nodecfg.node.config_files import imported_files
-from nodecfg.node.containerd import check_loaded, find_binary, started_before_config
+from nodecfg.node.containerd import DumpCheck, check_loaded, find_binary, started_before_config
 from nodecfg.node.fs import NodeError, read_file
 from nodecfg.node.paths import NodePaths
 from nodecfg.node.reach import Pinned, Stage, host_and_port, node_hosts, reach
@@ -35,6 +35,7 @@ from nodecfg.oncall.diagnose import (
     secret_header_files,
 )
 from nodecfg.oncall.view import NodeView
+from nodecfg.plan.redaction import redact
 from nodecfg.spec.secrets import secret_values
 
 PROBE_TIMEOUT_S = 3.0
@@ -68,14 +69,25 @@ def loaded_checks(paths: NodePaths, view: NodeView) -> list[Check]:
     return [] if binary is None else [_loaded_check(paths, view, binary)]
 
 
+def _config_files(paths: NodePaths, view: NodeView) -> list[ConfigFile]:
+    """config.toml and the files it imports, as containerd loads them; NodeError when one cannot be read."""
+    content = read_file(paths.real(paths.containerd_config)).content
+    try:
+        text = content.decode("utf-8") if content is not None else ""
+        main = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise NodeError(f"read {paths.containerd_config}: not TOML containerd can load ({type(e).__name__})") from None
+    return [ConfigFile(paths.containerd_config, main, text), *imported_files(paths, main, view.target.version)]
+
+
 def _loaded_check(paths: NodePaths, view: NodeView, binary: str) -> Check:
     try:
-        content = read_file(paths.real(paths.containerd_config)).content
-        text = content.decode("utf-8") if content is not None else ""
-        imported = imported_files(paths, tomllib.loads(text), view.target.version)
-    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        main, *imported = _config_files(paths, view)
+    except NodeError as e:
         return Check("config.loaded", Status.SKIP, "config.toml not loaded with containerd", str(e))
-    check = check_loaded(binary, text, imported, paths, load_state(paths.real(paths.state_dir)).auth_hosts)
+    check = check_loaded(binary, main.text or "", imported, paths, load_state(paths.real(paths.state_dir)).auth_hosts)
+    secrets = frozenset(v for f in (main, *imported) if f.plain is not None for v in secret_values(f.plain))
+    check = DumpCheck(check.ran, tuple(redact(p, secrets) for p in check.problems), check.note)
     if not check.ran:
         return Check("config.loaded", Status.SKIP, "config.toml not loaded with the node's containerd", check.note)
     files = f"config.toml and {len(imported)} imported file(s)" if imported else "config.toml"
@@ -162,10 +174,8 @@ def _mode(real: str) -> int | None:
 def _files_with_credentials(paths: NodePaths, view: NodeView) -> list[str]:
     """config.toml and the files it imports that hold registry credentials (by value, whatever the spelling)."""
     try:
-        content = read_file(paths.real(paths.containerd_config)).content
-        main = tomllib.loads(content.decode("utf-8")) if content is not None else {}
-        files = [ConfigFile(paths.containerd_config, main), *imported_files(paths, main, view.target.version)]
-    except (NodeError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        files = _config_files(paths, view)
+    except NodeError:
         return [paths.containerd_config] if view.registry.auth else []
     return [f.path for f in files if f.plain is not None and secret_values(f.plain)]
 
