@@ -9,7 +9,8 @@ import shutil
 import socket
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -141,13 +142,13 @@ def _drain(conn: socket.socket) -> None:
         pass
 
 
-@pytest.fixture
-def unavailable_server() -> Iterator[str]:
-    """Answers every request with 503 Service Unavailable."""
+@contextmanager
+def status_server(status: Callable[[str], int]) -> Iterator[str]:
+    """A local HTTP server answering every GET with `status(path)` and no body; yields host:port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(503)
+            self.send_response(status(self.path))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -161,6 +162,13 @@ def unavailable_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def unavailable_server() -> Iterator[str]:
+    """Answers every request with 503 Service Unavailable."""
+    with status_server(lambda _path: 503) as address:
+        yield address
 
 
 @pytest.fixture

@@ -6,17 +6,15 @@ tests/golden/doctor/ (UPDATE_GOLDEN=1 to regenerate, then review).
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import run, status_server
 from tests.test_explain import STUB, V2, make_node
 
 GOLDEN = Path(__file__).parent / "golden" / "doctor"
@@ -190,23 +188,8 @@ def test_hosts_toml_with_a_bearer_token_readable_by_others(tmp_path):
 @pytest.fixture
 def registry_api() -> Iterator[str]:
     """A local HTTP server answering like a registry that wants credentials (401 on /v2/)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(401 if self.path == "/v2/" else 404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with status_server(lambda path: 401 if path == "/v2/" else 404) as address:
+        yield address
 
 
 def test_network_probes_reach_real_servers(tmp_path, registry_api):
